@@ -1,0 +1,1 @@
+"""The shared contract: domain types, metric catalogue, topics, codecs, settings, errors, schema."""

@@ -1,0 +1,1 @@
+"""SQL migrations of the shared schema (applied by ``ioc db migrate``)."""

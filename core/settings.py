@@ -1,0 +1,88 @@
+"""Settings from ``IOC_*`` environment variables (pydantic-settings), shared by every part.
+
+Each runnable part has its own ``config.py`` that extends ``Settings`` with what
+only it needs; ``main()`` builds the settings once and passes them down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.codecs import Limits
+from core.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """What every process needs: where the broker and the database are, and how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
+
+    mqtt_url: SecretStr = Field(
+        default=SecretStr("mqtt://127.0.0.1:1883"),
+        description="Broker, e.g. mqtt://user:pass@127.0.0.1:1883 (mqtts:// for TLS)",
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://127.0.0.1:5432/ioc"),
+        description="PostgreSQL/TimescaleDB, e.g. postgresql://ioc:secret@db:5432/ioc",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field(default="text", description="json for log shippers")
+    # what a plausible reading looks like (ingest dead-letters the rest)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_future_skew_s: float = Field(default=300.0, ge=0, le=7 * 86_400)
+    max_age_days: float = Field(default=30.0, gt=0, le=36_500)
+    retention_days: int = Field(
+        default=365, ge=1, description="readings older than this are dropped"
+    )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_entries=self.max_entries,
+            max_future_skew_s=self.max_future_skew_s,
+            max_age_s=self.max_age_days * 86_400.0,
+        )
+
+    @property
+    def mqtt(self) -> MqttAddress:
+        return parse_mqtt_url(self.mqtt_url.get_secret_value())
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+@dataclass(frozen=True, slots=True)
+class MqttAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def parse_mqtt_url(url: str) -> MqttAddress:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ConfigError(f"IOC_MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    if not parts.hostname:
+        raise ConfigError("IOC_MQTT_URL has no host")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ConfigError(f"IOC_MQTT_URL has a bad port: {exc}") from None
+    return MqttAddress(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+    )

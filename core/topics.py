@@ -1,0 +1,87 @@
+"""The MQTT topic scheme: one versioned tree, the topic names the sensor.
+
+ioc/v1/<kind>/<sensor_id>/data     readings (QoS 1)
+ioc/v1/<kind>/<sensor_id>/meta     retained self-registration
+ioc/v1/<kind>/<sensor_id>/status   retained online/offline (the device's Last Will)
+ioc/v1/alerts/<severity>/<kind>    alert events published by analytics
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.errors import TopicError
+from core.types import SensorKind, Severity
+
+PREFIX = "ioc/v1"
+SENSOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class Channel(StrEnum):
+    DATA = "data"
+    META = "meta"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorTopic:
+    kind: SensorKind
+    sensor: str
+    channel: Channel
+
+
+_KINDS = {k.value: k for k in SensorKind}
+_CHANNELS = {c.value: c for c in Channel}
+
+
+def sensor_topic(kind: SensorKind | str, sensor: str, channel: Channel | str) -> str:
+    if not SENSOR_ID_RE.match(sensor):
+        raise TopicError(f"invalid sensor id {sensor!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return f"{PREFIX}/{SensorKind(kind).value}/{sensor}/{Channel(channel).value}"
+
+
+def data_topic(kind: SensorKind | str, sensor: str) -> str:
+    return sensor_topic(kind, sensor, Channel.DATA)
+
+
+def meta_topic(kind: SensorKind | str, sensor: str) -> str:
+    return sensor_topic(kind, sensor, Channel.META)
+
+
+def status_topic(kind: SensorKind | str, sensor: str) -> str:
+    return sensor_topic(kind, sensor, Channel.STATUS)
+
+
+def alert_topic(severity: Severity | str, kind: SensorKind | str) -> str:
+    return f"{PREFIX}/alerts/{Severity(severity).value}/{SensorKind(kind).value}"
+
+
+# Subscription filters
+ALL_DATA = f"{PREFIX}/+/+/data"
+ALL_META = f"{PREFIX}/+/+/meta"
+ALL_STATUS = f"{PREFIX}/+/+/status"
+ALL_SENSOR = f"{PREFIX}/+/+/+"
+ALL_ALERTS = f"{PREFIX}/alerts/#"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: the broker spreads messages over the group."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse_sensor_topic(topic: str) -> SensorTopic:
+    """Split ``ioc/v1/<kind>/<sensor>/<channel>``; raise ``TopicError`` if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "ioc" or parts[1] != "v1":
+        raise TopicError(f"topic {topic!r} is not of the form ioc/v1/<kind>/<sensor_id>/<channel>")
+    kind = _KINDS.get(parts[2])
+    if kind is None:
+        raise TopicError(f"unknown sensor kind {parts[2]!r} in topic; known: {', '.join(_KINDS)}")
+    if not SENSOR_ID_RE.match(parts[3]):
+        raise TopicError(f"invalid sensor id {parts[3]!r} in topic")
+    channel = _CHANNELS.get(parts[4])
+    if channel is None:
+        raise TopicError(f"unknown channel {parts[4]!r}; expected data, meta or status")
+    return SensorTopic(kind, parts[3], channel)

@@ -1,0 +1,116 @@
+"""Session-wide fixtures: real PostgreSQL and Mosquitto servers on free ports."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.db import migrate
+from tests.support.servers import MosquittoServer, PostgresServer
+
+TEMPLATE_DB = "ioc_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_error_logs: the test expects ERROR log records")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session, with a migrated template database."""
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    server.start()
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    migrate(server.dsn(TEMPLATE_DB))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated database of its own for this test (real commits, real processes)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield pg_server.dsn(name)
+    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """One Mosquitto for the session; tests use sensor ids of their own."""
+    server = MosquittoServer(tmp_path_factory.mktemp("mqtt"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mqtt_url(broker: MosquittoServer) -> str:
+    return broker.url
+
+
+@pytest.fixture
+def make_pg(tmp_path: Path) -> Iterator[Callable[[], PostgresServer]]:
+    """Start PostgreSQL servers of this test's own (to stop, kill and restart them)."""
+    made: list[PostgresServer] = []
+
+    def factory() -> PostgresServer:
+        server = PostgresServer(tmp_path / f"pg{len(made)}")
+        server.start()
+        made.append(server)
+        return server
+
+    yield factory
+    for server in made:
+        server.kill()
+
+
+@pytest.fixture
+def make_broker(tmp_path: Path) -> Iterator[Callable[..., MosquittoServer]]:
+    """Start Mosquitto brokers of this test's own (to stop, kill and restart them)."""
+    made: list[MosquittoServer] = []
+
+    def factory(extra_conf: str = "") -> MosquittoServer:
+        server = MosquittoServer(tmp_path / f"mqtt{len(made)}", extra_conf=extra_conf)
+        server.start()
+        made.append(server)
+        return server
+
+    yield factory
+    for server in made:
+        server.kill()
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_error_logs(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """A test that makes the code log an ERROR fails, unless it says it expects one."""
+    caplog.set_level(logging.INFO)
+    yield
+    if request.node.get_closest_marker("allow_error_logs"):
+        return
+    errors = [
+        r
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)  # type: ignore[arg-type]
+        if r.levelno >= logging.ERROR
+    ]
+    if errors:
+        pytest.fail(
+            "unexpected ERROR logs: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in errors)
+        )
