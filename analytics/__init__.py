@@ -1,1 +1,1 @@
-"""analytics package."""
+"""Streaming anomaly detection and the alert lifecycle."""
