@@ -45,7 +45,7 @@ class Detector(ABC):
         """Everything needed to resume after a restart (numpy arrays allowed)."""
         return {}
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
+    def set_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore what ``get_state`` returned."""
 
     def score_learn_one(self, t: float, x: float, slot: int = 0) -> float:
@@ -150,5 +150,5 @@ class Stage(ABC):
     def get_state(self) -> dict[str, Any]:
         return {}
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
+    def set_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore what ``get_state`` returned."""
