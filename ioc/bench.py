@@ -1,0 +1,84 @@
+"""``ioc bench``: runs the parts' benchmarks (``<part>.bench:main``), one or all of them.
+
+``ioc bench ingest|simulate|analytics|api [ARGS...]`` runs one part's benchmark in
+this process with ``ARGS``; ``ioc bench all`` runs each in a process of its own
+(one crash does not stop the others) and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+# benchmark name -> module whose main(argv) runs it
+BENCHES: dict[str, str] = {
+    "ingest": "ingest.bench",
+    "simulate": "simulators.bench",
+    "analytics": "analytics.bench",
+    "api": "api.bench",
+}
+
+
+def _load(name: str) -> Callable[[list[str]], int | None] | None:
+    module = BENCHES[name]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return None  # the part has no benchmark (yet)
+        raise
+    entry: Callable[[list[str]], int | None] | None = getattr(mod, "main", None)
+    return entry
+
+
+def run_one(name: str, argv: list[str]) -> int:
+    entry = _load(name)
+    if entry is None:
+        print(f"ioc bench {name}: {BENCHES[name]}:main does not exist", file=sys.stderr)
+        return 2
+    return int(entry(argv) or 0)
+
+
+def run_all(argv: list[str]) -> int:
+    results: list[tuple[str, str, float]] = []
+    for name in BENCHES:
+        print(f"== ioc bench {name}", flush=True)
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "ioc", "bench", name, *argv], check=False)
+        took = time.monotonic() - start
+        if proc.returncode == 0:
+            outcome = "ok"
+        elif proc.returncode == 2 and _load_quietly(name) is None:
+            outcome = "missing"
+        else:
+            outcome = f"failed (exit {proc.returncode})"
+        results.append((name, outcome, took))
+    print("\n== summary")
+    for name, outcome, took in results:
+        print(f"  {name:<10} {outcome:<20} {took:7.1f} s")
+    return 0 if all(outcome == "ok" for _, outcome, _ in results) else 1
+
+
+def _load_quietly(name: str) -> object:
+    try:
+        return _load(name)
+    except Exception:  # a broken module is reported by its own run
+        return object()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ioc bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("which", choices=[*BENCHES, "all"], help="the benchmark to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    ns = parser.parse_args(argv)
+    if ns.which == "all":
+        return run_all(ns.args)
+    return run_one(ns.which, ns.args)
