@@ -1,1 +1,1 @@
-"""ingest package."""
+"""The ingest part: MQTT readings into PostgreSQL/TimescaleDB, acknowledged only once stored."""

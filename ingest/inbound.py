@@ -1,0 +1,157 @@
+"""One received MQTT message, decoded in ``on_message`` and held until its batch commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.codecs import Limits, Rejection, decode_meta, decode_readings, decode_status
+from core.errors import PayloadError, TopicError
+from core.topics import parse_sensor_topic
+from core.types import DeviceStatus, Sensor, SensorKind
+from ingest.fastpath import Columns, fast_decode
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+BAD = "bad"  # channel of a message whose topic is not a sensor topic
+_MAX_TOPICS = 500_000
+# topic -> (channel, sensor, kind); topics repeat, parsing them need not
+_topics: dict[str, tuple[str, str, SensorKind]] = {}
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A message and what it became: columns of readings, a registration, a status or an error.
+
+    ``gen`` is the MQTT connection it arrived on: an acknowledgement is only sent on
+    that same connection (packet ids are reused by the broker after a reconnect).
+    """
+
+    mid: int
+    qos: int
+    gen: int
+    topic: str
+    payload: bytes
+    received: float  # wall clock, epoch seconds
+    channel: str  # data, meta, status or bad
+    sensor: str = ""
+    kind: SensorKind | None = None
+    cols: Columns | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+    error: PayloadError | None = None
+    meta: Sensor | None = None
+    status: tuple[DeviceStatus, float] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.cols.us) if self.cols is not None else 0
+
+
+def decode_message(
+    topic: str, payload: bytes, *, mid: int, qos: int, gen: int, now: float, limits: Limits
+) -> Inbound:
+    """Turn a message into an ``Inbound``; never raises for bad input (it becomes ``error``)."""
+    msg = Inbound(mid, qos, gen, topic, payload, now, BAD)
+    parsed = _topics.get(topic)
+    if parsed is None:
+        try:
+            st = parse_sensor_topic(topic)
+        except TopicError as exc:
+            msg.error = PayloadError("bad_topic", str(exc))
+            return msg
+        if len(_topics) >= _MAX_TOPICS:
+            _topics.clear()
+        parsed = _topics[topic] = (st.channel.value, st.sensor, st.kind)
+    channel, sensor, kind = parsed
+    msg.channel, msg.sensor, msg.kind = parsed
+    try:
+        if channel == "data":
+            cols = fast_decode(sensor, payload, now, limits)
+            if cols is None:
+                decoded = decode_readings(sensor, payload, now=now, limits=limits)
+                cols = Columns(decoded.format)
+                for r in decoded.readings:
+                    cols.us.append((r.time - _PG_EPOCH) // _ONE_US)
+                    cols.values.append(r.value)
+                    cols.metrics.append(r.metric)
+                msg.rejections = decoded.rejections
+            msg.cols = cols
+        elif channel == "meta":
+            if b"\\u0000" in payload:
+                raise PayloadError("bad_meta", "meta holds a NUL character (\\u0000)")
+            msg.meta = decode_meta(kind, sensor, payload)
+        else:
+            status = decode_status(payload, now=now)
+            _check_status_time(status[1], now, limits)
+            msg.status = status
+    except PayloadError as exc:
+        msg.error = exc
+    return msg
+
+
+def _check_status_time(t: float, now: float, limits: Limits) -> None:
+    if t > now + limits.max_future_skew_s:
+        raise PayloadError("timestamp_future", f"status time is {t - now:.0f} s in the future")
+    if t < now - limits.max_age_s:
+        raise PayloadError(
+            "timestamp_too_old",
+            f"status time is older than the accepted {limits.max_age_s / 86400:.0f} days",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A ``dead_letters`` row."""
+
+    received_at: datetime
+    topic: str
+    payload: bytes
+    code: str
+    reason: str
+    rejected: list[dict[str, Any]] | None
+    accepted: int
+    counted: tuple[str, ...]  # rejection reasons, one per rejected entry (for the counters)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
+
+
+def dead_letter_of(msg: Inbound, *, unknown_sensor: bool = False) -> DeadLetter | None:
+    """The dead letter a message leaves, if any (a wholly good message leaves none)."""
+    if msg.error is None and not msg.rejections and not unknown_sensor:
+        return None
+    at = datetime.fromtimestamp(msg.received, UTC)
+    rejected = (
+        [{"index": r.index, "reason": r.reason, "detail": _clean(r.detail)} for r in msg.rejections]
+        if msg.rejections
+        else None
+    )
+    reasons = tuple(r.reason for r in msg.rejections)
+    topic = _clean(msg.topic)
+    if msg.error is not None:
+        return DeadLetter(
+            at, topic, msg.payload, msg.error.reason, _clean(msg.error.detail), None, 0, ()
+        )
+    if unknown_sensor:
+        reason = (
+            f"sensor {msg.sensor!r} is not registered: publish its retained meta on"
+            f" ioc/v1/{msg.kind}/{msg.sensor}/meta first, register it through the API, or"
+            " set IOC_INGEST_UNKNOWN_SENSORS=register"
+        )
+        return DeadLetter(at, topic, msg.payload, "unknown_sensor", reason, rejected, 0, reasons)
+    if not msg.rejections:
+        return None
+    accepted = msg.rows
+    total = accepted + len(msg.rejections)
+    counts: dict[str, int] = {}
+    for r in msg.rejections:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    summary = ", ".join(f"{k} ({v})" for k, v in counts.items())
+    first = msg.rejections[0]
+    reason = f"{len(msg.rejections)} of {total} entries rejected: {summary}; first: {first.detail}"
+    return DeadLetter(
+        at, topic, msg.payload, first.reason, _clean(reason), rejected, accepted, reasons
+    )
