@@ -1,0 +1,128 @@
+"""Query parameters that need more than a type: bbox, bucket width, aggregates, time ranges."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from fastapi.exceptions import RequestValidationError
+
+# hard limits of every query (documented in docs/api.md)
+MAX_SENSORS_PAGE = 1_000
+MAX_ALERTS_PAGE = 500
+MAX_OFFSET = 1_000_000
+MAX_SERIES_SENSORS = 50
+MAX_SERIES_METRICS = 30
+MAX_RAW_SPAN = timedelta(days=31)
+MAX_BUCKET_SPAN = timedelta(days=366)
+MAX_BUCKETS = 10_000
+MAX_ROWS = 100_000
+DEFAULT_ROWS = 10_000
+MAX_EXPORT_ROWS = 10_000_000
+MIN_BUCKET_S = 60
+MAX_BUCKET_S = 86_400
+AGGREGATES = ("avg", "min", "max", "count", "last")
+DB_INT_MAX = 2**63 - 1
+
+_BUCKET_RE = re.compile(r"^\s*(\d{1,6})\s*(s|sec|m|min|h|hour|d|day)s?\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def invalid(where: str, name: str, msg: str, value: Any) -> NoReturn:
+    """Raise the same 422 that FastAPI raises for a badly typed parameter."""
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": (where, name), "msg": msg, "input": value}]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BBox:
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    def contains(self, lat: float | None, lon: float | None) -> bool:
+        if lat is None or lon is None:
+            return False
+        return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+
+def parse_bbox(text: str | None, where: str = "query") -> BBox | None:
+    """``minlon,minlat,maxlon,maxlat`` in degrees (WGS 84)."""
+    if text is None or text == "":
+        return None
+    parts = text.split(",")
+    if len(parts) != 4:
+        invalid(where, "bbox", "bbox must be minlon,minlat,maxlon,maxlat", text)
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        invalid(where, "bbox", "bbox must be four numbers: minlon,minlat,maxlon,maxlat", text)
+    if not all(math.isfinite(v) for v in vals):
+        invalid(where, "bbox", "bbox numbers must be finite", text)
+    b = BBox(*vals)
+    if not (-180 <= b.min_lon <= b.max_lon <= 180 and -90 <= b.min_lat <= b.max_lat <= 90):
+        invalid(
+            where,
+            "bbox",
+            "bbox needs -180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90",
+            text,
+        )
+    return b
+
+
+def parse_bucket(text: str | None) -> int | None:
+    """A bucket width such as ``1m``, ``15min``, ``1h``, ``1d`` in seconds (1 minute to 1 day)."""
+    if text is None or text == "" or text.lower() == "raw":
+        return None
+    m = _BUCKET_RE.match(text)
+    if not m:
+        invalid("query", "bucket", "bucket must look like 1m, 5m, 15m, 1h, 6h or 1d", text)
+    seconds = int(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    if not MIN_BUCKET_S <= seconds <= MAX_BUCKET_S:
+        invalid("query", "bucket", "bucket must be between 1 minute and 1 day", text)
+    return seconds
+
+
+def parse_aggs(values: list[str] | None) -> tuple[str, ...]:
+    """``agg=avg,min`` or ``agg=avg&agg=min``; default: all of them."""
+    if not values:
+        return AGGREGATES
+    out: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if name not in AGGREGATES:
+                invalid("query", "agg", f"agg must be among {', '.join(AGGREGATES)}", value)
+            if name not in out:
+                out.append(name)
+    return tuple(a for a in AGGREGATES if a in out)
+
+
+def check_range(
+    start: datetime, end: datetime, max_span: timedelta, what: str = "the range"
+) -> None:
+    if end <= start:
+        invalid("query", "end", "end must be after start", end.isoformat())
+    if end - start > max_span:
+        invalid(
+            "query",
+            "start",
+            f"{what} is at most {max_span.days} days; narrow start..end",
+            start.isoformat(),
+        )
+
+
+def check_bucket_count(start: datetime, end: datetime, bucket_s: int) -> None:
+    n = math.ceil((end - start).total_seconds() / bucket_s)
+    if n > MAX_BUCKETS:
+        invalid(
+            "query",
+            "bucket",
+            f"{n} buckets exceed the limit of {MAX_BUCKETS}; widen the bucket or narrow the range",
+            bucket_s,
+        )

@@ -1,0 +1,318 @@
+"""``/api/v1/readings``: history of one or many series, raw or in time buckets, and CSV export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection, sql
+from pydantic import Field
+
+from api.deps import POOL_TIMEOUT_S, ConnDep, HistoryReader, PoolDep
+from api.models import ReadingsBucketed, ReadingsRaw, SensorId, TimeParam
+from api.params import (
+    DEFAULT_ROWS,
+    MAX_BUCKET_SPAN,
+    MAX_EXPORT_ROWS,
+    MAX_RAW_SPAN,
+    MAX_ROWS,
+    MAX_SERIES_METRICS,
+    MAX_SERIES_SENSORS,
+    check_bucket_count,
+    check_range,
+    invalid,
+    parse_aggs,
+    parse_bucket,
+)
+from api.rollup import bucketed_statement
+from api.rollup import watermark as rollup_watermark
+from api.routes import V1
+from core.metrics import METRICS
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix=f"{V1}/readings", tags=["readings"])
+
+EXPORT_CHUNK = 5_000
+BIG_ANSWER = 5_000  # rows encoded in a worker thread rather than on the event loop
+_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+_AGG_SQL = {
+    "plain": {
+        "avg": "avg(value)",
+        "min": "min(value)",
+        "max": "max(value)",
+        "count": "count(*)",
+        "last": "(max(ARRAY[extract(epoch FROM time)::float8, value]))[2]",
+    },
+    "timescale": {
+        "avg": "avg(value)",
+        "min": "min(value)",
+        "max": "max(value)",
+        "count": "count(*)",
+        "last": "last(value, time)",
+    },
+}
+_AGG_NULL = {"count": "NULL::bigint"}
+_BUCKET_COLUMNS = ("bucket", "sensor", "metric", "avg", "min", "max", "count", "last")
+_RAW_COLUMNS = ("time", "sensor", "metric", "value")
+
+Metric = Annotated[str, Field(max_length=64)]
+SensorsParam = Annotated[
+    list[SensorId],
+    Query(
+        alias="sensor",
+        min_length=1,
+        max_length=MAX_SERIES_SENSORS,
+        description=f"one or more sensor ids (at most {MAX_SERIES_SENSORS})",
+        examples=[["wl-td-03"]],
+    ),
+]
+MetricsParam = Annotated[
+    list[Metric] | None,
+    Query(
+        alias="metric",
+        max_length=MAX_SERIES_METRICS,
+        description="metrics to return; default: all of them",
+        examples=[["water_level"]],
+    ),
+]
+StartParam = Annotated[
+    TimeParam | None,
+    Query(description="RFC 3339; default: end minus 24 hours", examples=["2026-11-21T00:00:00Z"]),
+]
+EndParam = Annotated[TimeParam | None, Query(description="RFC 3339, exclusive; default: now")]
+BucketParam = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="bucket width from 1m to 1d (1m, 5m, 15m, 1h, 6h, 1d...); absent: raw readings",
+        examples=["1h"],
+    ),
+]
+AggParam = Annotated[
+    list[Annotated[str, Field(max_length=40)]] | None,
+    Query(
+        max_length=5,
+        description="aggregates of each bucket among avg, min, max, count, last (default: all)",
+        examples=[["avg,max"]],
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    sensors: list[str]
+    metrics: list[str] | None
+    start: datetime
+    end: datetime
+    bucket_s: int | None
+    aggs: tuple[str, ...]
+
+    def series_filter(self) -> tuple[str, dict[str, Any]]:
+        """Conditions on sensor and metric (``=`` for one value, so the index is used fully)."""
+        params: dict[str, Any] = {}
+        if len(self.sensors) == 1:
+            cond, params["sensor"] = "sensor = %(sensor)s", self.sensors[0]
+        else:
+            cond, params["sensors"] = "sensor = ANY(%(sensors)s)", self.sensors
+        if self.metrics and len(self.metrics) == 1:
+            cond += " AND metric = %(metric)s"
+            params["metric"] = self.metrics[0]
+        elif self.metrics:
+            cond += " AND metric = ANY(%(metrics)s)"
+            params["metrics"] = self.metrics
+        return cond, params
+
+    def statement(
+        self, flavour: str, limit: int, mark: datetime | None = None
+    ) -> tuple[sql.SQL, dict[str, Any]]:
+        """The query; with a rollup ``mark`` and whole-hour buckets, rollup and raw combined."""
+        series, params = self.series_filter()
+        if mark is not None and self.bucket_s is not None:
+            params["width"] = timedelta(seconds=self.bucket_s)
+            return bucketed_statement(
+                where=series,
+                params=params,
+                start=self.start,
+                end=self.end,
+                mark=mark,
+                aggs=self.aggs,
+                limit=limit,
+            )
+        params.update(start=self.start, end=self.end, limit=limit)
+        cond = f"{series} AND time >= %(start)s AND time < %(end)s"
+        if self.bucket_s is None:
+            text = (
+                f"SELECT time, sensor, metric, value FROM readings WHERE {cond}"
+                " ORDER BY sensor, metric, time LIMIT %(limit)s"
+            )
+            return sql.SQL(text), params
+        params["width"] = timedelta(seconds=self.bucket_s)
+        bucket = (
+            f"time_bucket(%(width)s, time, {_ORIGIN})"
+            if flavour == "timescale"
+            else f"date_bin(%(width)s, time, {_ORIGIN})"
+        )
+        aggs = ", ".join(
+            _AGG_SQL[flavour][a] if a in self.aggs else _AGG_NULL.get(a, "NULL::float8")
+            for a in ("avg", "min", "max", "count", "last")
+        )
+        text = (
+            f"SELECT {bucket} AS bucket, sensor, metric, {aggs} FROM readings WHERE {cond}"
+            " GROUP BY sensor, metric, bucket ORDER BY sensor, metric, bucket LIMIT %(limit)s"
+        )
+        return sql.SQL(text), params
+
+
+def _series_query(
+    sensors: list[str],
+    metrics: list[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+    bucket: str | None,
+    agg: list[str] | None,
+) -> SeriesQuery:
+    if metrics:
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            invalid("query", "metric", f"unknown metric {unknown[0]!r}", unknown[0])
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(hours=24)
+    bucket_s = parse_bucket(bucket)
+    if bucket_s is None:
+        check_range(start, end, MAX_RAW_SPAN, "a range of raw readings")
+    else:
+        check_range(start, end, MAX_BUCKET_SPAN, "a range of buckets")
+        check_bucket_count(start, end, bucket_s)
+    return SeriesQuery(
+        sensors=list(dict.fromkeys(sensors)),
+        metrics=list(dict.fromkeys(metrics)) if metrics else None,
+        start=start,
+        end=end,
+        bucket_s=bucket_s,
+        aggs=parse_aggs(agg),
+    )
+
+
+def _flavour(request: Request) -> str:
+    return "timescale" if request.app.state.timescale else "plain"
+
+
+async def _rollup_mark(
+    request: Request, conn: AsyncConnection[Any], q: SeriesQuery
+) -> datetime | None:
+    """The rollup's watermark when this query can use it (whole-hour buckets, plain storage)."""
+    if request.app.state.rollup and q.bucket_s is not None and q.bucket_s % 3600 == 0:
+        return await rollup_watermark(conn)
+    return None
+
+
+@router.get(
+    "",
+    response_model=ReadingsRaw | ReadingsBucketed,
+    summary="Readings history: raw, or in time buckets with avg, min, max, count, last",
+)
+async def get_readings(
+    request: Request,
+    conn: ConnDep,
+    user: HistoryReader,
+    sensors: SensorsParam,
+    metrics: MetricsParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
+    bucket: BucketParam = None,
+    agg: AggParam = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = DEFAULT_ROWS,
+) -> Response:
+    """Rows are ordered by sensor, metric and time.  Raw ranges are at most 31 days, bucketed
+    ones 366 days and 10,000 buckets; ``truncated`` says that ``limit`` cut the answer."""
+    query = _series_query(sensors, metrics, start, end, bucket, agg)
+    mark = await _rollup_mark(request, conn, query)
+    statement, params = query.statement(_flavour(request), limit + 1, mark)
+    async with conn.cursor() as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+    truncated = len(rows) > limit
+    del rows[limit:]
+    if len(rows) > BIG_ANSWER:  # keep the event loop (and the live streams) responsive
+        body = await asyncio.to_thread(_encode, rows, query.bucket_s, limit, truncated)
+    else:
+        body = _encode(rows, query.bucket_s, limit, truncated)
+    return Response(body, media_type="application/json")
+
+
+def _encode(rows: list[Any], bucket_s: int | None, limit: int, truncated: bool) -> bytes:
+    doc: dict[str, Any]
+    if bucket_s is None:
+        doc = {"items": [dict(zip(_RAW_COLUMNS, r, strict=True)) for r in rows]}
+    else:
+        doc = {"items": [dict(zip(_BUCKET_COLUMNS, r, strict=True)) for r in rows]}
+        doc["bucket_s"] = bucket_s
+    doc["limit"] = limit
+    doc["truncated"] = truncated
+    return orjson.dumps(doc, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+
+@router.get(
+    "/export.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    summary="Readings history as streamed CSV",
+)
+async def export_csv(
+    request: Request,
+    pool: PoolDep,
+    user: HistoryReader,
+    sensors: SensorsParam,
+    metrics: MetricsParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
+    bucket: BucketParam = None,
+    agg: AggParam = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS)] = MAX_EXPORT_ROWS,
+) -> StreamingResponse:
+    """The same query as ``GET /api/v1/readings`` without paging, streamed from a server-side
+    cursor: columns ``time,sensor,metric,value`` or ``bucket,sensor,metric,avg,min,max,count,last``."""
+    query = _series_query(sensors, metrics, start, end, bucket, agg)
+    async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+        mark = await _rollup_mark(request, conn, query)
+    statement, params = query.statement(_flavour(request), limit, mark)
+    header = _RAW_COLUMNS if query.bucket_s is None else _BUCKET_COLUMNS
+
+    async def rows() -> AsyncIterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        yield buf.getvalue()
+        async with (
+            pool.connection(timeout=POOL_TIMEOUT_S) as conn,
+            conn.transaction(),
+            conn.cursor(name="ioc_export") as cur,
+        ):
+            await cur.execute(statement, params)
+            while batch := await cur.fetchmany(EXPORT_CHUNK):
+                buf.seek(0)
+                buf.truncate()
+                writer.writerows([_csv_row(r) for r in batch])
+                yield buf.getvalue()
+
+    stamp = query.start.strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'},
+    )
+
+
+def _csv_row(row: tuple[Any, ...]) -> list[Any]:
+    t: datetime = row[0]
+    return [t.isoformat().replace("+00:00", "Z"), *("" if v is None else v for v in row[1:])]

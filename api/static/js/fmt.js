@@ -1,0 +1,113 @@
+// Formatting for people: times in Asia/Ho_Chi_Minh, numbers, units, labels.
+
+export const TZ = "Asia/Ho_Chi_Minh";
+// Hanoi has kept UTC+07:00 without daylight saving since 1975; the chart aligns its
+// ticks to local midnight with this offset.
+export const TZ_OFFSET_MS = 7 * 3600 * 1000;
+
+const timeFmt = new Intl.DateTimeFormat("en-GB", {
+  timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+});
+const hmFmt = new Intl.DateTimeFormat("en-GB", {
+  timeZone: TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+});
+const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: TZ, day: "2-digit", month: "2-digit" });
+const fullFmt = new Intl.DateTimeFormat("en-GB", {
+  timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+});
+const dateLongFmt = new Intl.DateTimeFormat("en-GB", {
+  timeZone: TZ, weekday: "short", day: "numeric", month: "short", year: "numeric",
+});
+
+/** Parse an RFC 3339 string (or a Date, or epoch ms) into a Date; null for nothing. */
+export function toDate(t) {
+  if (t === null || t === undefined || t === "") return null;
+  const d = t instanceof Date ? t : new Date(t);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+function localDayKey(d) {
+  return dayFmt.format(d);
+}
+
+/** "14:05:09", or "21/11 14:05" when not today (Hanoi time). */
+export function fmtTime(t, now = new Date()) {
+  const d = toDate(t);
+  if (!d) return "—";
+  if (localDayKey(d) === localDayKey(now)) return timeFmt.format(d);
+  return `${dayFmt.format(d)} ${hmFmt.format(d)}`;
+}
+
+/** "2026-11-22 14:05:09" style (en-GB order: 22/11/2026, 14:05:09) for tooltips. */
+export function fmtFull(t) {
+  const d = toDate(t);
+  return d ? `${fullFmt.format(d)} ICT` : "—";
+}
+
+export const fmtHM = (d) => hmFmt.format(d);
+export const fmtDay = (d) => dayFmt.format(d);
+export const fmtClock = (d) => timeFmt.format(d);
+export const fmtDateLong = (d) => dateLongFmt.format(d);
+
+/** "just now", "42 s ago", "5 min ago", "3 h ago", "2 d ago". */
+export function fmtAge(t, now = Date.now()) {
+  const d = toDate(t);
+  if (!d) return "";
+  const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+const NUM_FMT = [0, 1, 2].map(
+  (digits) => new Intl.NumberFormat("en-GB", { maximumFractionDigits: digits }),
+);
+
+/** A value with sensible precision: 1234 -> "1,234", 3.14159 -> "3.14". */
+export function fmtNum(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  if (Math.abs(v) < 1e-9) return "0";
+  const a = Math.abs(v);
+  return NUM_FMT[a >= 100 ? 0 : a >= 10 ? 1 : 2].format(v);
+}
+
+// Units of the metric catalogue (core/metrics.py), for labels only.
+export const UNITS = {
+  vehicle_count: "vehicles", count_motorbike: "vehicles", count_car: "vehicles",
+  count_bus: "vehicles", count_truck: "vehicles", speed: "km/h", occupancy: "%",
+  queue_length: "m", pm25: "µg/m³", pm10: "µg/m³", no2: "µg/m³", o3: "µg/m³", co: "µg/m³",
+  so2: "µg/m³", temperature: "°C", humidity: "%", wind_speed: "m/s", wind_direction: "°",
+  rainfall: "mm", pressure: "hPa", water_level: "cm", noise: "dB(A)", battery: "%",
+  aqi_vn: "VN_AQI", aqi_vn_daily: "VN_AQI", aqi_us: "US AQI", fire_risk: "index",
+};
+
+export const KIND_LABELS = {
+  traffic_camera: "Traffic camera", air_quality: "Air quality", water_level: "Water level",
+  weather: "Weather", noise: "Noise", generic: "Other",
+};
+
+export const CLASS_LABELS = {
+  incident: "Incident", probable_fault: "Probable fault", threshold: "Threshold",
+  device: "Device",
+};
+
+export const SEVERITIES = ["critical", "warning", "info"];
+export const SEVERITY_RANK = { info: 0, warning: 1, critical: 2 };
+// Shape as well as colour, so severity never depends on colour vision alone.
+export const SEVERITY_ICON = { critical: "▲", warning: "◆", info: "●" };
+
+export function withUnit(v, metric) {
+  const u = UNITS[metric];
+  return u ? `${fmtNum(v)} ${u}` : fmtNum(v);
+}
+
+export function metricLabel(metric) {
+  const pretty = {
+    pm25: "PM2.5", pm10: "PM10", no2: "NO₂", o3: "O₃", co: "CO", so2: "SO₂",
+    aqi_vn: "AQI (VN)", aqi_vn_daily: "AQI (VN, daily)", aqi_us: "AQI (US)",
+  };
+  return pretty[metric] || metric.replace(/_/g, " ");
+}

@@ -1,0 +1,346 @@
+"""Live alert fan-out: one LISTEN reader per process, bounded per-client queues, resume by seq.
+
+The reader holds a dedicated connection that LISTENs on ``ioc_alerts``.  On every
+notification (and every ``poll_s`` as a safety net) it reads ``alert_events WHERE seq >
+head ORDER BY seq`` -- so coalesced or lost notifications cost nothing -- encodes each
+event once and offers the same text to every matching client's bounded queue.  A
+client's sender task drains its queue into its socket; a client whose queue is full is
+flagged and closed with 4008 by its endpoint, never slowing the others.
+
+Writers of ``alert_events`` serialise on an advisory lock, so seq order is commit order:
+once the reader sees seq N, every event below N is visible.  A client resuming with
+``since = S`` is registered first (the hub's head ``H`` at that instant is returned),
+then replays ``S < seq <= H`` from the table while live events ``> H`` wait in its
+queue: no gap, and no duplicate because the sender drops any seq it already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from api.models import AlertPublic
+from api.params import BBox
+from api.telemetry import (
+    ALERT_EVENT_LAG,
+    ALERT_EVENTS,
+    ALERT_READER_RECONNECTS,
+    REPLAYED_EVENTS,
+    WS_CLIENTS,
+    WS_FRAMES,
+)
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "ioc_alerts"
+PAGE = 500
+_EVENT_COLUMNS = "seq, alert_id, time, action, actor, note, snapshot"
+
+
+class FrameKind(Enum):
+    EVENT = 1
+    HEARTBEAT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """An encoded message waiting in clients' queues, with its ASGI message built once."""
+
+    kind: FrameKind
+    seq: int
+    text: str
+    message: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", {"type": "websocket.send", "text": self.text})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One alert event, encoded once for every client."""
+
+    seq: int
+    severity: str
+    kind: str
+    area: str
+    lat: float | None
+    lon: float | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """What a client asked for; an empty set means any."""
+
+    severities: frozenset[str] = frozenset()
+    kinds: frozenset[str] = frozenset()
+    areas: frozenset[str] = frozenset()
+    bbox: BBox | None = None
+
+    def matches(self, ev: Event) -> bool:
+        return (
+            (not self.severities or ev.severity in self.severities)
+            and (not self.kinds or ev.kind in self.kinds)
+            and (not self.areas or ev.area in self.areas)
+            and (self.bbox is None or self.bbox.contains(ev.lat, ev.lon))
+        )
+
+
+class Subscriber:
+    """One websocket client: a bounded queue drained by the endpoint's sender task.
+
+    (A deque and one future rather than ``asyncio.Queue``: offering a frame to thousands
+    of clients per event is the hot path.)
+    """
+
+    __slots__ = ("_waiter", "maxsize", "overflowed", "pending")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.pending: deque[Frame] = deque()
+        self.overflowed = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, frame: Frame) -> None:
+        if len(self.pending) >= self.maxsize:
+            self.overflowed.set()
+            return
+        self.pending.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self) -> Frame:
+        """The next frame, waiting for one if need be."""
+        while not self.pending:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.pending.popleft()
+
+    def qsize(self) -> int:
+        return len(self.pending)
+
+
+class AlertSubscriber(Subscriber):
+    __slots__ = ("filter",)
+
+    def __init__(self, maxsize: int, flt: AlertFilter) -> None:
+        super().__init__(maxsize)
+        self.filter = flt
+
+
+def encode_event(row: dict[str, Any]) -> Event:
+    """An ``alert_events`` row as the websocket's ``alert`` message."""
+    alert = AlertPublic.model_validate(row["snapshot"])
+    doc = {
+        "type": "alert",
+        "seq": row["seq"],
+        "action": row["action"],
+        "actor": row["actor"],
+        "note": row["note"],
+        "time": row["time"],
+        "alert": alert.model_dump(mode="json"),
+    }
+    return Event(
+        seq=row["seq"],
+        severity=alert.severity,
+        kind=alert.kind,
+        area=alert.area,
+        lat=alert.lat,
+        lon=alert.lon,
+        text=orjson.dumps(doc, option=orjson.OPT_UTC_Z).decode(),
+    )
+
+
+def heartbeat_text(seq: int) -> str:
+    doc = {"type": "heartbeat", "seq": seq, "time": datetime.now(UTC)}
+    return orjson.dumps(doc, option=orjson.OPT_UTC_Z).decode()
+
+
+def hello_text(seq: int) -> str:
+    return orjson.dumps({"type": "hello", "seq": seq}).decode()
+
+
+class AlertHub:
+    """The process's one reader of ``alert_events`` and its websocket subscribers."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        heartbeat_s: float = 15.0,
+        poll_s: float = 5.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.dsn = dsn
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self.retry_s = retry_s
+        self.head = 0  # the last seq read and offered to the subscribers
+        self.subscribers: set[AlertSubscriber] = set()
+        self.connected = False
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start reading; return once the reader listens (give up after 30 s)."""
+        self._tasks = [
+            asyncio.create_task(self._reader(), name="ioc-alert-reader"),
+            asyncio.create_task(self._heartbeats(), name="ioc-alert-heartbeats"),
+        ]
+        async with asyncio.timeout(30.0):
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def register(self, sub: AlertSubscriber) -> int:
+        """Add a subscriber; events after the returned head will reach its queue."""
+        self.subscribers.add(sub)
+        WS_CLIENTS.labels("alerts").set(len(self.subscribers))
+        return self.head
+
+    def unregister(self, sub: AlertSubscriber) -> None:
+        self.subscribers.discard(sub)
+        WS_CLIENTS.labels("alerts").set(len(self.subscribers))
+
+    # -- reading -------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        first = True
+        while True:
+            try:
+                async with await AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if first:
+                        cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM alert_events")
+                        row = await cur.fetchone()
+                        self.head = int(row[0]) if row else 0
+                        first = False
+                    else:
+                        await self._drain(conn)  # what was committed while we were away
+                    self.connected = True
+                    self._ready.set()
+                    logger.info("alert reader listening on %s from seq %d", CHANNEL, self.head)
+                    while True:
+                        async for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
+                            pass
+                        await self._drain(conn)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                self.connected = False
+                ALERT_READER_RECONNECTS.inc()
+                logger.warning(
+                    "alert reader lost the database (%s); retrying in %.1f s", exc, self.retry_s
+                )
+                await asyncio.sleep(self.retry_s)
+
+    async def _drain(self, conn: AsyncConnection[Any]) -> None:
+        while True:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (self.head, PAGE),
+                )
+                rows = await cur.fetchall()
+            now = datetime.now(UTC)
+            for row in rows:
+                self._dispatch(row, now)
+            if len(rows) < PAGE:
+                return
+
+    def _dispatch(self, row: dict[str, Any], now: datetime) -> None:
+        seq = int(row["seq"])
+        self.head = seq
+        ALERT_EVENTS.inc()
+        ALERT_EVENT_LAG.observe(max(0.0, (now - row["time"]).total_seconds()))
+        try:
+            ev = encode_event(row)
+        except Exception:  # one malformed snapshot must not stop the stream
+            logger.exception("alert event %d could not be encoded; skipped", seq)
+            return
+        frame = Frame(FrameKind.EVENT, seq, ev.text)
+        n = 0
+        for sub in self.subscribers:
+            if sub.filter.matches(ev):
+                sub.offer(frame)
+                n += 1
+        WS_FRAMES.labels("alerts").inc(n)
+        self._drop_overflowed()
+
+    def _drop_overflowed(self) -> None:
+        """Stop feeding clients that overflowed; their endpoints close them with 4008."""
+        slow = [s for s in self.subscribers if s.overflowed.is_set()]
+        for sub in slow:
+            self.unregister(sub)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            frame = Frame(FrameKind.HEARTBEAT, self.head, heartbeat_text(self.head))
+            for sub in self.subscribers:
+                sub.offer(frame)
+            self._drop_overflowed()
+
+
+async def replay(
+    pool: AsyncConnectionPool[AsyncConnection[Any]],
+    since: int,
+    head: int,
+    flt: AlertFilter,
+) -> AsyncIterator[Event]:
+    """Events ``since < seq <= head`` matching ``flt``, in seq order, a page at a time."""
+    conds: list[sql.Composable] = [sql.SQL("seq > %(after)s AND seq <= %(head)s")]
+    params: dict[str, Any] = {"head": head}
+    for column, values in (
+        ("severity", flt.severities),
+        ("kind", flt.kinds),
+        ("area", flt.areas),
+    ):
+        if values:
+            conds.append(
+                sql.SQL("snapshot->>{} = ANY({})").format(
+                    sql.Literal(column), sql.Placeholder(column)
+                )
+            )
+            params[column] = sorted(values)
+    query = sql.SQL("SELECT {} FROM alert_events WHERE {} ORDER BY seq LIMIT {}").format(
+        sql.SQL(_EVENT_COLUMNS), sql.SQL(" AND ").join(conds), sql.Literal(PAGE)
+    )
+    after = since
+    while after < head:
+        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, {**params, "after": after})
+            rows = await cur.fetchall()
+        if not rows:
+            return
+        for row in rows:
+            after = int(row["seq"])
+            ev = encode_event(row)
+            if flt.matches(ev):
+                REPLAYED_EVENTS.inc()
+                yield ev
+        if len(rows) < PAGE:
+            return

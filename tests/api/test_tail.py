@@ -1,0 +1,115 @@
+"""``ioc alerts tail``: one line per event in Hanoi time, filters, resume after the API restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.config import ApiSettings
+from api.tail import TailOptions, follow, format_event, main, stream_url
+from tests.api.conftest import LiveApi, insert_alert
+
+
+def test_stream_url_and_line_format() -> None:
+    assert stream_url("http://h:8000") == "ws://h:8000/ws/alerts"
+    assert stream_url("https://ioc.example/") == "wss://ioc.example/ws/alerts"
+    assert stream_url("ws://h:1/ws/alerts") == "ws://h:1/ws/alerts"
+    assert stream_url("h:8000") == "ws://h:8000/ws/alerts"
+    line = format_event(
+        {
+            "type": "alert",
+            "seq": 7,
+            "action": "acknowledged",
+            "actor": "duty",
+            "note": "on it",
+            "time": "2026-11-22T00:30:00Z",
+            "alert": {"severity": "critical", "sensor": "wl-1", "metric": "water_level",
+                      "area": "Cầu Giấy", "status": "acknowledged", "message": "52 cm"},
+        }
+    )  # fmt: skip
+    assert line.startswith("2026-11-22 07:30:00 #7 acknowledged CRITICAL wl-1/water_level")
+    assert "(Cầu Giấy)" in line and "[duty]" in line and "“on it”" in line
+
+
+def test_missing_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IOC_API_TOKEN", raising=False)
+    assert main(["tail", "--url", "http://127.0.0.1:1"]) == 2
+
+
+class Tail:
+    """``follow`` in a thread of its own, collecting lines."""
+
+    def __init__(self, opts: TailOptions) -> None:
+        self.lines: list[str] = []
+        self.status: list[str] = []
+        self.result: int | None = None
+        self.loop = asyncio.new_event_loop()
+        self.stop = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, args=(opts,), daemon=True)
+        self.thread.start()
+
+    def _run(self, opts: TailOptions) -> None:
+        async def go() -> int:
+            self.stop = asyncio.Event()
+            return await follow(opts, self.lines.append, self.status.append, self.stop)
+
+        try:
+            self.result = self.loop.run_until_complete(go())
+        finally:
+            self.loop.close()
+
+    def wait(self, pred: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, (self.lines, self.status)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+
+
+@pytest.mark.db
+def test_tail_follows_filters_and_resumes_across_a_restart(
+    api_settings: ApiSettings,
+    make_api: Callable[..., LiveApi],
+    tokens: dict[str, str],
+    db: psycopg.Connection[Any],
+) -> None:
+    live = make_api(api_settings)
+    tail = Tail(TailOptions(url=live.url, token=tokens["operator"], severity=["critical"],
+                            max_backoff_s=0.5))  # fmt: skip
+    try:
+        tail.wait(lambda: any("connected" in s for s in tail.status))
+        insert_alert(db, sensor="one", severity="critical")
+        insert_alert(db, sensor="quiet", severity="info")  # filtered out
+        tail.wait(lambda: len(tail.lines) == 1)
+        assert "one/water_level" in tail.lines[0] and "CRITICAL" in tail.lines[0]
+        port = live.port
+        live.stop()  # the API goes away...
+        tail.wait(lambda: any("cannot reach" in s or "closed" in s for s in tail.status))
+        insert_alert(db, sensor="two", severity="critical")  # ...while alerts keep coming
+        insert_alert(db, sensor="three", severity="critical")
+        make_api(api_settings, port)  # and comes back on the same address
+        tail.wait(lambda: len(tail.lines) == 3)
+        insert_alert(db, sensor="four", severity="critical")
+        tail.wait(lambda: len(tail.lines) == 4)
+        assert [ln.split()[5].split("/")[0] for ln in tail.lines] == ["one", "two", "three", "four"]
+        assert any("resuming after" in s for s in tail.status)
+    finally:
+        tail.close()
+    assert tail.result == 0
+
+
+@pytest.mark.db
+def test_tail_stops_on_a_bad_token(shared_api: LiveApi) -> None:
+    tail = Tail(TailOptions(url=shared_api.url, token="wrong"))
+    tail.thread.join(20)
+    assert tail.result == 1
+    assert any("4401" in s for s in tail.status)
