@@ -17,7 +17,8 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection, sql
 from pydantic import Field
 
-from api.deps import POOL_TIMEOUT_S, ConnDep, HistoryReader, PoolDep
+from api.auth import Permission
+from api.deps import POOL_TIMEOUT_S, ConnDep, HistoryReader, PoolDep, Reader
 from api.models import ReadingsBucketed, ReadingsRaw, SensorId, TimeParam
 from api.params import (
     DEFAULT_ROWS,
@@ -36,9 +37,12 @@ from api.params import (
 from api.rollup import bucketed_statement
 from api.rollup import watermark as rollup_watermark
 from api.routes import V1
+from core.errors import PermissionDeniedError
 from core.metrics import METRICS
+from core.types import utcnow
 
 logger = logging.getLogger(__name__)
+RECENT_WINDOW = timedelta(hours=24, minutes=5)  # what every reader may chart
 
 router = APIRouter(prefix=f"{V1}/readings", tags=["readings"])
 
@@ -224,7 +228,7 @@ async def _rollup_mark(
 async def get_readings(
     request: Request,
     conn: ConnDep,
-    user: HistoryReader,
+    user: Reader,
     sensors: SensorsParam,
     metrics: MetricsParam = None,
     start: StartParam = None,
@@ -234,8 +238,15 @@ async def get_readings(
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = DEFAULT_ROWS,
 ) -> Response:
     """Rows are ordered by sensor, metric and time.  Raw ranges are at most 31 days, bucketed
-    ones 366 days and 10,000 buckets; ``truncated`` says that ``limit`` cut the answer."""
+    ones 366 days and 10,000 buckets; ``truncated`` says that ``limit`` cut the answer.
+    Every reader may chart the last 24 hours; longer history needs the ``history``
+    permission (analyst, admin)."""
     query = _series_query(sensors, metrics, start, end, bucket, agg)
+    if not user.can(Permission.HISTORY) and query.start < utcnow() - RECENT_WINDOW:
+        raise PermissionDeniedError(
+            f"role {user.role.value} may read the last 24 hours of readings; "
+            "longer history needs the analyst or admin role"
+        )
     mark = await _rollup_mark(request, conn, query)
     statement, params = query.statement(_flavour(request), limit + 1, mark)
     async with conn.cursor() as cur:

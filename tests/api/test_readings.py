@@ -173,3 +173,24 @@ def test_a_big_answer_is_complete(client: httpx.Client, db: psycopg.Connection[A
         "metric": "noise",
         "value": 40.0 + (n - 1) % 7,
     }
+
+
+def test_every_reader_may_chart_the_last_day_but_history_needs_the_analyst(
+    live_api: Any, tokens: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    db.execute(
+        "INSERT INTO readings VALUES (%s, 'wl-9', 'water_level', 42)", (now - timedelta(hours=1),)
+    )
+    for role in ("operator", "engineer"):
+        headers = {"Authorization": f"Bearer {tokens[role]}"}
+        with httpx.Client(base_url=live_api.url, headers=headers) as c:
+            recent = c.get("/api/v1/readings", params={"sensor": "wl-9"})
+            assert recent.status_code == 200, recent.text
+            assert [r["value"] for r in recent.json()["items"]] == [42.0]
+            old = c.get(
+                "/api/v1/readings",
+                params={"sensor": "wl-9", "start": z(now - timedelta(days=3)), "end": z(now)},
+            )
+            assert old.status_code == 403 and "analyst" in old.json()["detail"]
+            assert c.get("/api/v1/readings/export.csv", params={"sensor": "wl-9"}).status_code == 403
