@@ -121,7 +121,7 @@ def one(conn: Conn, sql: str, *args: Any) -> Any:
 
 def test_timescale_migrations_hypertable_compression_retention_rollup(ts_conn: Conn) -> None:
     conn = ts_conn
-    assert migrate(conn, use_timescale=True) == ["0001", "0002", "0003"]
+    assert migrate(conn, use_timescale=True) == ["0001", "0002", "0003", "0004"]
     assert migrate(conn) == []  # detects the TimescaleDB variant and is idempotent
     assert one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") >= "2.23"
 
@@ -143,8 +143,10 @@ def test_timescale_migrations_hypertable_compression_retention_rollup(ts_conn: C
         ).fetchall()
     )
     assert jobs["policy_compression"]["compress_after"] == "7 days"
-    assert jobs["policy_retention"]["drop_after"] == "365 days"
-    assert "policy_refresh_continuous_aggregate" in jobs
+    # retention follows IOC_RETENTION_DAYS through ioc_maintain, not a fixed policy (0004)
+    assert "policy_retention" not in jobs
+    # the hourly aggregate looks back as far as late readings are accepted
+    assert jobs["policy_refresh_continuous_aggregate"]["start_offset"] == "31 days"
 
     # rows: 3 recent days, hourly, two sensors; a day 20 days ago; a day 400 days ago
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -224,11 +226,6 @@ def test_timescale_migrations_hypertable_compression_retention_rollup(ts_conn: C
     assert result.startswith("chunks dropped") and result != "chunks dropped 0"
     assert one(conn, "SELECT count(*) FROM readings WHERE time < now() - interval '365 days'") == 0
     assert one(conn, "SELECT count(*) FROM readings") == total + 1 - old
-    # and the retention policy's job runs too
-    ret_job = one(
-        conn, "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
-    )
-    conn.execute("CALL run_job(%s)", (ret_job,))
 
 
 def test_ingestor_sql_runs_on_timescale(ts_conn: Conn) -> None:
