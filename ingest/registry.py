@@ -20,16 +20,25 @@ class Registry:
 
     def __init__(self) -> None:
         self._known: dict[str, str] = {}
+        # sensors whose valid meta has been taken into a batch that may not have committed
+        # yet: with several writers, a later batch holding their first readings must not
+        # dead-letter them (the meta's batch is retried until it commits)
+        self._pending: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __contains__(self, sensor: object) -> bool:
-        return sensor in self._known
+        return sensor in self._known or sensor in self._pending
+
+    def provisional(self, sensor: str, kind: str) -> None:
+        """A meta for ``sensor`` is on its way to the database, in arrival order."""
+        with self._lock:
+            self._pending[sensor] = kind
 
     def __len__(self) -> int:
         return len(self._known)
 
     def kind(self, sensor: str) -> str | None:
-        return self._known.get(sensor)
+        return self._known.get(sensor) or self._pending.get(sensor)
 
     def replace(self, known: dict[str, str]) -> None:
         with self._lock:
@@ -39,3 +48,5 @@ class Registry:
         if known:
             with self._lock:
                 self._known.update(known)
+                for sensor in known:
+                    self._pending.pop(sensor, None)

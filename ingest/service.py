@@ -33,7 +33,7 @@ class Ingestor:
         self.registry = Registry()
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.consumer = Consumer(settings, self.inbox, self.metrics)
-        batcher = Batcher(settings, self.inbox)
+        batcher = Batcher(settings, self.inbox, self.registry)
         sequencer = AckSequencer(self.consumer)
         self.writers = [
             Writer(

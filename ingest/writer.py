@@ -69,9 +69,15 @@ class Acker(Protocol):
 class Batcher:
     """Cuts the inbox into batches in arrival order, numbered; one writer gathers at a time."""
 
-    def __init__(self, settings: IngestSettings, inbox: queue.SimpleQueue[Inbound]) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        inbox: queue.SimpleQueue[Inbound],
+        registry: Registry | None = None,
+    ) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.registry = registry
         self._lock = threading.Lock()
         self._seq = 0
 
@@ -86,6 +92,10 @@ class Batcher:
             msgs = self._gather(stopping)
             if not msgs:
                 return 0, []
+            if self.registry is not None:  # in arrival order, before any later batch is cut
+                for m in msgs:
+                    if m.meta is not None and m.error is None:
+                        self.registry.provisional(m.sensor, m.meta.kind.value)
             self._seq += 1
             return self._seq, msgs
 
@@ -165,7 +175,7 @@ class Writer:
         self.settings = settings
         self.inbox = inbox
         self.acker = acker
-        self.batcher = batcher or Batcher(settings, inbox)
+        self.batcher = batcher or Batcher(settings, inbox, registry)
         self.sequencer = sequencer or AckSequencer(acker)
         self.index = index  # writer 0 also does the housekeeping
         self.metrics = metrics

@@ -219,6 +219,36 @@ def test_meta_and_first_readings_in_one_batch(
     assert db.execute("SELECT source FROM sensors").fetchall() == [("meta",)]
 
 
+def test_readings_cut_after_a_meta_are_kept_while_the_meta_commits_elsewhere(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    """With several writers, the meta's batch may commit after the batch of first readings."""
+    settings = IngestSettings(database_url=db_url, ingest_last_seen_interval_s=0)
+    inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+    registry = Registry()
+    batcher = Batcher(settings, inbox, registry)
+    acker = FakeAcker()
+    writer = Writer(settings, inbox, acker, IngestMetrics(), registry, batcher=batcher)
+    try:
+        writer.refresh_registry()
+        inbox.put(msg("ioc/v1/noise/nm-7/meta", b'{"name": "Hang Bac", "metrics": ["noise"]}'))
+        _, meta_batch = batcher.collect(stopping=True)  # taken by another writer, not committed
+        inbox.put(data("nm-7", {"noise": 64}, NOW - 1, "noise"))
+        _, first_readings = batcher.collect(stopping=True)
+        assert writer.commit(first_readings)  # commits first: the readings are not dead-lettered
+        assert db.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+        assert db.execute("SELECT value FROM readings").fetchall() == [(64.0,)]
+        assert writer.commit(meta_batch)
+        assert db.execute("SELECT id, source FROM sensors").fetchall() == [("nm-7", "meta")]
+        # a sensor without a meta is still refused
+        inbox.put(data("nm-8", {"noise": 60}, NOW - 1, "noise"))
+        _, stranger = batcher.collect(stopping=True)
+        assert writer.commit(stranger)
+        assert db.execute("SELECT code FROM dead_letters").fetchall() == [("unknown_sensor",)]
+    finally:
+        writer.close()
+
+
 def test_only_status_changes_are_recorded(
     db: psycopg.Connection[Any], make_writer: MakeWriter
 ) -> None:
