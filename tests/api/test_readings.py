@@ -193,4 +193,6 @@ def test_every_reader_may_chart_the_last_day_but_history_needs_the_analyst(
                 params={"sensor": "wl-9", "start": z(now - timedelta(days=3)), "end": z(now)},
             )
             assert old.status_code == 403 and "analyst" in old.json()["detail"]
-            assert c.get("/api/v1/readings/export.csv", params={"sensor": "wl-9"}).status_code == 403
+            assert (
+                c.get("/api/v1/readings/export.csv", params={"sensor": "wl-9"}).status_code == 403
+            )
