@@ -579,8 +579,8 @@ async function loadChart() {
   if (r.status === "fulfilled") {
     readings = r.value.items || [];
   } else if (r.reason instanceof ApiError && r.reason.status === 403) {
-    // this role may not read history: draw what arrives live from now on
-    note = `History needs the analyst role — live readings from ${fmtClock(new Date())} on`;
+    // this role may not read this much history: draw what arrives live from now on
+    note = `Longer history needs the analyst role — live readings from ${fmtClock(new Date())} on`;
   } else {
     state.chart.clear(`Could not load readings: ${r.reason.message}`);
     return;

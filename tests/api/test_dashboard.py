@@ -376,14 +376,14 @@ def test_operator_sees_sensors_and_acknowledges_a_live_alert(
     page.wait_for_selector("#conn[data-state='live']")
     assert page.locator("li.alert").count() == 0
 
-    # the chart of the sensor named in the URL: an operator may not read history (the
-    # analyst role may), so it says so and draws the readings that arrive live over MQTT
-    page.wait_for_selector("#chart[aria-label*='History needs the analyst role']")
+    # the chart of the sensor named in the URL: every role may chart the last day (the
+    # seeded two hours), then it adds the readings that arrive live over MQTT
+    page.wait_for_function("document.querySelector('#chart').dataset.points === '120'")
     _publish(api.mqtt_url, "ioc/v1/water_level/wl-td-03/data", b'{"values": {"water_level": 77.5}}')
     page.wait_for_selector(
         ".tile[data-metric='water_level'] .t-val:has-text('77.5')", timeout=WAIT_MS
     )
-    page.wait_for_function("document.querySelector('#chart').dataset.points === '1'")
+    page.wait_for_function("document.querySelector('#chart').dataset.points === '121'")
 
     # an alert raised AFTER the page loaded reaches the feed through the websocket
     opened = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
