@@ -62,7 +62,7 @@ class HealthStage(Stage):
         invalid_count: int = 3,
         invalid_window_s: float = 3600.0,
         offline_grace_s: float = 30.0,
-        floor_steps: float = 20.0,
+        floor_steps: float = 5.0,
     ) -> None:
         self.heartbeat_k = heartbeat_k
         self.min_gap_s = min_gap_s

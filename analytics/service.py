@@ -597,6 +597,7 @@ class AnalyticsService:
         next_tick = time.monotonic() + 1.0
         next_refresh = time.monotonic() + s.analytics_registry_refresh_s
         next_ckpt = time.monotonic() + s.analytics_checkpoint_s
+        next_peers = time.monotonic() + 5.0
         while True:
             try:
                 items = self._take(max(0.0, min(next_tick - time.monotonic(), 1.0)))
@@ -613,6 +614,9 @@ class AnalyticsService:
                 if mono >= next_ckpt:
                     next_ckpt = mono + s.analytics_checkpoint_s
                     self._checkpoint()
+                if self.partition.count > 1 and mono >= next_peers:
+                    next_peers = mono + 5.0
+                    self._observe_peers()
             except Exception:  # keep running: one bad batch must not stop the city's alerts
                 logger.exception("analytics worker: unexpected error")
                 time.sleep(0.5)
@@ -677,6 +681,26 @@ class AnalyticsService:
             self._publish(self.lifecycle.tick(now))
         except psycopg.OperationalError as exc:
             self._db_failed(exc)
+
+    def _observe_peers(self) -> None:
+        """Anomalies the other partitions raised recently, for spatial corroboration."""
+        conn = self._db()
+        if conn is None:
+            return
+        since = self.pipeline.clock.now() - self.settings.analytics_spatial_window_s
+        try:
+            rows = conn.execute(
+                "SELECT sensor, metric, extract(epoch FROM updated_at)::float8 FROM alerts"
+                " WHERE alert_class IN ('incident', 'probable_fault') AND updated_at > %s"
+                " AND evidence ? 'corroboration'",
+                (_dt(since),),
+            ).fetchall()
+        except psycopg.OperationalError as exc:
+            self._db_failed(exc)
+            return
+        for sensor, metric, t in rows:
+            if not self.partition.owns(sensor):
+                self.pipeline.corroborator.observe(sensor, metric, t)
 
     def _sync_lifecycle(self) -> None:
         if self.lifecycle is None or self._db() is None:
