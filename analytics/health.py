@@ -91,6 +91,8 @@ class HealthStage(Stage):
                 "ivl": (np.float64, np.nan),
                 "gaps": (np.int64, 0),
                 "quantum": (np.float64, np.inf),
+                "vmin": (np.float64, np.inf),
+                "vmax": (np.float64, -np.inf),
             }
         )
         self.sensor_index = SensorIndex()
@@ -273,8 +275,17 @@ class HealthStage(Stage):
         excluded = self._excluded(s)
         # a run at or near the physical floor of a quantised series (0 vehicles, 0 mm of
         # rain, 1 µg/m³ of ozone at night) is normal: judged only from `floor_steps` steps up
+        # likewise a run at the edge of the range the series has shown (a gas sensor at
+        # its detection limit, occupancy pinned at 100 % in a jam)
+        c["vmin"][s] = np.fmin(c["vmin"][s], x)
+        c["vmax"][s] = np.fmax(c["vmax"][s], x)
+        margin = self.floor_steps * c["quantum"][s]
         with np.errstate(invalid="ignore"):
-            off_floor = np.abs(x - c["floor"][s]) >= self.floor_steps * c["quantum"][s]
+            off_floor = (
+                (np.abs(x - c["floor"][s]) >= margin)
+                & (x > c["vmin"][s] + margin)
+                & (x < c["vmax"][s] - margin)
+            )
         stuck = (
             (c["count"][s] >= need)
             & (t - c["start"][s] >= self.stuck_min_s)

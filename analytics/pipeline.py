@@ -192,6 +192,9 @@ class Pipeline:
         return float(self.clock.watermark)
 
 
+DOMAIN_NAMES = {"aqi": "aqi", "fire": "fire_risk", "camera": "camera"}
+
+
 def domain_stages() -> list[Stage]:
     """AQI, fire-weather risk and the camera model, when their module is present."""
     try:
@@ -246,8 +249,12 @@ def build_stages(settings: AnalyticsSettings) -> list[Stage]:
             )
         elif name == "domain":
             stages.extend(domain_stages())
+        elif name in DOMAIN_NAMES:
+            stages.extend(st for st in domain_stages() if st.name == DOMAIN_NAMES[name])
         else:
-            raise ValueError(f"unknown stage {name!r}: use rules, series, health, domain")
+            raise ValueError(
+                f"unknown stage {name!r}: use rules, series, health, domain (or aqi, fire, camera)"
+            )
     return stages
 
 

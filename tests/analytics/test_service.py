@@ -302,3 +302,16 @@ def test_meta_updates_the_registry(
                            lon=105.8)),
     )  # fmt: skip
     wait_for(lambda: svc.ctx.sensors.get(sensor) and svc.ctx.sensors[sensor].name == "from meta")
+
+
+def test_mqtt_3_1_1_works_too(
+    start: Callable[..., AnalyticsService], pub: Publisher, db: psycopg.Connection[Any]
+) -> None:
+    gauge = uid("wl")
+    start(analytics_mqtt_protocol="3.1.1")
+    t = now() - 60
+    pub.send(
+        data_topic("water_level", gauge),
+        encode_native([(t, {"water_level": 60.0}), (t + 1, {"water_level": 61.0})]),
+    )
+    wait_for(lambda: db.execute("SELECT 1 FROM alerts WHERE sensor = %s", (gauge,)).fetchone())
