@@ -11,6 +11,10 @@ messages the broker sends us, which bounds memory while the database is away.
 Packet ids are reused after a reconnect, so every message remembers the
 connection (generation) it came on and is acknowledged only on that one; the
 broker redelivers the others on the new connection.
+
+The client is ``ingest.wire.LeanClient``: paho with a receive path that reads the
+socket in large chunks and hands each PUBLISH's topic, payload and packet id
+straight to ``_on_raw``, and that acknowledges a committed batch in one write.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from core.topics import ALL_DATA, ALL_META, ALL_STATUS, shared
 from ingest.config import IngestSettings
 from ingest.inbound import Inbound, decode_message
 from ingest.metrics import IngestMetrics
+from ingest.wire import LeanClient
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class Consumer:
         self._count = {ch: metrics.messages.labels(ch) for ch in ("data", "meta", "status", "bad")}
         addr = settings.mqtt
         self.v5 = settings.ingest_mqtt_protocol == "5"
-        client = paho.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.ingest_client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
@@ -76,7 +81,8 @@ class Consumer:
         client.reconnect_delay_set(1, max(1, int(settings.ingest_reconnect_max_s)))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # what LeanClient leaves to paho (QoS 2)
+        client.raw_handler = self._on_raw
         client.on_subscribe = self._on_subscribe
         self.client = client
         group = settings.ingest_shared_group
@@ -130,18 +136,18 @@ class Consumer:
     # -- acknowledgements ------------------------------------------------------
 
     def ack(self, msgs: list[Inbound]) -> None:
-        """Acknowledge committed messages that came on the current connection."""
-        skipped = 0
+        """Acknowledge committed messages that came on the current connection (one write)."""
+        mids: list[int] = []
+        exactly_once: list[int] = []  # QoS 2: never subscribed so; acknowledged all the same
         with self._lock:
             gen = self.gen
-            connected = self.client.is_connected()
-            for m in msgs:
-                if m.qos == 0:
-                    continue
-                if m.gen == gen and connected:
-                    self.client.ack(m.mid, m.qos)
-                else:
-                    skipped += 1
+            if self.client.is_connected():
+                mids = [m.mid for m in msgs if m.qos == 1 and m.gen == gen]
+                exactly_once = [m.mid for m in msgs if m.qos == 2 and m.gen == gen]
+                self.client.ack_many(mids)
+                for mid in exactly_once:
+                    self.client.ack(mid, 2)
+        skipped = sum(1 for m in msgs if m.qos) - len(mids) - len(exactly_once)
         self.settled += len(msgs)
         if skipped:
             self.metrics.acks_dropped.inc(skipped)
@@ -239,11 +245,20 @@ class Consumer:
             logger.exception("error in on_disconnect")
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        payload = message.payload
+        self._on_raw(
+            message._topic,
+            payload if isinstance(payload, bytes) else bytes(payload),
+            message.mid,
+            message.qos,
+        )
+
+    def _on_raw(self, topic: bytes, payload: bytes, mid: int, qos: int) -> None:
         if not self._accepting:
             return  # not acknowledged: the broker keeps it for the next run
         try:
             self.last_message = time.monotonic()
-            msg = self._decode(message)
+            msg = self._decode(topic, payload, mid, qos)
             self.received += 1
             self.out.put(msg)
             self._count[msg.channel].inc()
@@ -251,35 +266,25 @@ class Consumer:
             self.metrics.callback_errors.inc()
             logger.exception("error handling a message")
 
-    def _decode(self, message: paho.MQTTMessage) -> Inbound:
-        raw_topic: bytes = message._topic
+    def _decode(self, raw_topic: bytes, payload: bytes, mid: int, qos: int) -> Inbound:
         try:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
             topic = raw_topic.decode("utf-8", "replace")
         now = time.time()
-        payload = message.payload
-        if not isinstance(payload, bytes):
-            payload = bytes(payload)
         try:
             return decode_message(
-                topic,
-                payload,
-                mid=message.mid,
-                qos=message.qos,
-                gen=self.gen,
-                now=now,
-                limits=self.limits,
+                topic, payload, mid=mid, qos=qos, gen=self.gen, now=now, limits=self.limits
             )
         except Exception as exc:  # a bug: keep the message as a dead letter rather than lose it
             self.metrics.callback_errors.inc()
             logger.exception("error decoding a message on %r", topic)
             return Inbound(
-                message.mid,
-                message.qos,
+                mid,
+                qos,
                 self.gen,
                 topic,
-                bytes(message.payload),
+                payload,
                 now,
                 "bad",
                 error=PayloadError("internal_error", f"the ingestor failed on it: {exc!r}"),
