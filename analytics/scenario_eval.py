@@ -110,6 +110,8 @@ class Report:
     alerts: int
     readings: int
     pipeline_s: float
+    missed: list[Truth] = field(default_factory=list)
+    false_events: list[AlertEvent] = field(default_factory=list)
 
     @property
     def sensor_days(self) -> float:
@@ -135,6 +137,27 @@ class Report:
             "readings": self.readings,
             "pipeline_readings_per_s": self.readings / self.pipeline_s if self.pipeline_s else None,
             "false_by_rule": dict(self.false_by_rule.most_common()),
+            "missed": [
+                {
+                    "id": t.id,
+                    "kind": t.kind,
+                    "sensors": sorted(t.sensors),
+                    "start": _iso(t.start),
+                    "end": _iso(t.end),
+                }
+                for t in self.missed
+            ],
+            "false": [
+                {
+                    "time": _iso(e.time),
+                    "sensor": e.sensor,
+                    "metric": e.metric,
+                    "rule": e.rule,
+                    "alert_class": e.alert_class,
+                    "action": e.action,
+                }
+                for e in self.false_events
+            ],
             "kinds": {
                 k: {
                     "injected": s.injected,
@@ -146,6 +169,10 @@ class Report:
                 for k, s in sorted(self.kinds.items())
             },
         }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def _epoch(text: str) -> float:
@@ -207,6 +234,7 @@ def score(
                     1.5 * tr.radius_km
                 ):
                     by_sensor[s].append(tr)
+    missed: list[Truth] = []
     for tr in truth:
         ks = kinds[tr.kind]
         lo, hi = tr.start - pre_s, tr.end + post_s
@@ -218,6 +246,7 @@ def score(
             and (tr.is_fault or e.alert_class != "device")
         ]
         if not matched:
+            missed.append(tr)
             continue
         ks.detected += 1
         ks.delays.append(max(0.0, min(e.time for e in matched) - tr.start))
@@ -238,6 +267,8 @@ def score(
         alerts=len(events),
         readings=readings,
         pipeline_s=pipeline_s,
+        missed=missed,
+        false_events=false,
     )
 
 
