@@ -17,7 +17,8 @@ into a feature vector ``(vehicle_count, speed, occupancy, queue_length)``.
   pooled z-vectors of all cameras: it learns which joint deviations are
   ordinary.  A window is anomalous when its isolation score is above the
   ``quantile`` of the training scores *and* its z-vector is long enough
-  (``‖z‖ ≥ z_min``), so tiny deviations never alert however rare their mix.
+  (``‖z‖ ≥ z_min``, 16 by default), so ordinary deviations never alert however
+  rare their mix: the quantile alone would flag 0.5 % of all windows.
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ F32Array = npt.NDArray[np.float32]
 FEATURES: tuple[str, ...] = ("vehicle_count", "speed", "occupancy", "queue_length")
 UNITS: tuple[str, ...] = ("vehicles", "km/h", "%", "m")
 VEHICLE_COUNT, SPEED, OCCUPANCY, QUEUE = range(4)
-# the smallest spread we believe in (a camera that always reads 50 km/h is not
-# "anomalous" at 52), and the physical upper bounds for displayed ranges
-SCALE_FLOOR = np.array([2.0, 3.0, 3.0, 5.0])
-SCALE_REL_FLOOR = 0.05
+# the smallest spread we believe in, absolute and relative to the usual value.  A
+# few days of history see little of the day-to-day variation (within one day a
+# 30-minute bin's windows move together), so the spread learned from them is too
+# narrow: traffic at a given hour varies by some 10 % from day to day, speed and
+# occupancy near capacity by 15 %, queues by 30 %; and a queue 20 m (a few cars)
+# or a speed 4 km/h away from usual is not unusual at all.
+SCALE_FLOOR = np.array([3.0, 4.0, 4.0, 20.0])
+SCALE_REL_FLOOR = np.array([0.10, 0.15, 0.15, 0.30])
 PHYSICAL_HIGH = np.array([20_000.0, 250.0, 100.0, 5_000.0])
 MAD_TO_SIGMA = 1.4826
 Z_CLIP = 50.0
@@ -280,7 +285,7 @@ def fit_model(
     version: int,
     seed: int = 0,
     quantile: float = 0.995,
-    z_min: float = 5.0,
+    z_min: float = 16.0,
     n_estimators: int = 100,
     max_train: int = 50_000,
     min_samples: int = 6,

@@ -793,7 +793,7 @@ class CameraStage(Stage):
         refit_every_s: float = 6 * 3600.0,
         confirm_windows: int = 2,
         clear_windows: int = 3,
-        z_min: float = 5.0,
+        z_min: float = 16.0,
         quantile: float = 0.995,
         n_estimators: int = 100,
         max_train: int = 50_000,
@@ -1107,7 +1107,7 @@ class DomainSettings(BaseSettings):
         default=3, ge=1, description="normal windows before it clears"
     )
     camera_z_min: float = Field(
-        default=5.0, gt=0, description="smallest deviation (‖z‖) that can alert"
+        default=16.0, gt=0, description="smallest deviation (‖z‖) that can alert"
     )
     camera_quantile: float = Field(
         default=0.995, gt=0.5, lt=1, description="isolation score quantile"
