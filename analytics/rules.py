@@ -58,6 +58,7 @@ class Rule:
     min_readings: int = 1
     kinds: frozenset[SensorKind] = frozenset()
     sensors: frozenset[str] = frozenset()
+    site_types: frozenset[str] = frozenset()  # the meta's site_type ("" = none announced)
     hours: tuple[int, int] | None = None  # local [start, end) hours, wrapping midnight
     alert_class: AlertClass = AlertClass.THRESHOLD
     title: str = ""
@@ -66,11 +67,15 @@ class Rule:
 
     @property
     def specificity(self) -> int:
-        return 2 if self.sensors else (1 if self.kinds else 0)
+        if self.sensors:
+            return 3
+        return (2 if self.site_types else 0) + (1 if self.kinds else 0)
 
-    def applies_to(self, sensor: str, kind: SensorKind | None) -> bool:
+    def applies_to(self, sensor: str, kind: SensorKind | None, site_type: str = "") -> bool:
         if self.sensors:
             return sensor in self.sensors
+        if self.site_types and site_type not in self.site_types:
+            return False
         if self.kinds:
             return kind in self.kinds
         return True
@@ -83,17 +88,35 @@ DEFAULT_RULES_TOML = """
 # in local time, alert_class (threshold|device|probable_fault|incident), title,
 # low/high (direction outside).
 
-# Street and river gauges: depth above the gauge datum.  Gauges should announce
-# their own alarm stages in their meta ({"levels": {"water_level": {...}}}).
+# Street gauges (meta "site_type": "street", or none announced): depth of water
+# on the road.  River gauges read their river's stage above the gauge datum
+# (hundreds of cm on any day), so street levels mean nothing there: a river
+# gauge is judged by the alarm stages it announces in its meta
+# ({"levels": {"water_level": {...}}}), which apply to any gauge, and otherwise
+# only by the series detector.
 [[rules]]
 id = "water_level.flood"
 metric = "water_level"
+site_types = ["street", ""]
 title = "flooding"
 info = 10.0
 warning = 20.0
 critical = 40.0
 hysteresis = 3.0
 min_readings = 2
+
+# A street gauge measures depth: well below zero is a broken or shifted sensor.
+[[rules]]
+id = "water_level.implausible"
+metric = "water_level"
+direction = "outside"
+site_types = ["street", ""]
+title = "implausible street water depth"
+alert_class = "probable_fault"
+low = -5.0
+high = 500.0
+warning = 0.0
+min_readings = 3
 
 # Air quality, one-hour values: where VN_AQI (Decision 1459/QD-TCMT) passes
 # 200 (very unhealthy) and 300 (hazardous).
@@ -262,6 +285,7 @@ _FIELDS = {
     "kinds",
     "kind",
     "sensors",
+    "site_types",
     "hours",
     "alert_class",
     "title",
@@ -328,6 +352,14 @@ def _rule(item: Mapping[str, Any]) -> Rule:
         min_readings=max(1, int(item.get("min_readings", 1))),
         kinds=frozenset(SensorKind(k) for k in kinds),
         sensors=frozenset(str(s) for s in item.get("sensors", [])),
+        site_types=frozenset(
+            str(t)
+            for t in (
+                [item["site_types"]]
+                if isinstance(item.get("site_types"), str)
+                else item.get("site_types", [])
+            )
+        ),
         hours=hours,
         alert_class=AlertClass(item.get("alert_class", "threshold")),
         title=str(item.get("title", "")),
@@ -459,9 +491,15 @@ class RulesStage(Stage):
     def _resolve(group: list[Rule], sensor: str, ctx: Context) -> _Resolved | None:
         meta: Sensor | None = ctx.sensors.get(sensor)
         kind = meta.kind if meta else None
-        rule = next((r for r in group if r.applies_to(sensor, kind)), None)
+        site = meta.attributes.get("site_type", "") if meta else ""
+        site = site if isinstance(site, str) else ""
+        rule = next((r for r in group if r.applies_to(sensor, kind, site)), None)
         if rule is None:
-            return None
+            # the sensor's own alarm stages apply even where no configured rule does
+            # (a river gauge and the street flooding rule)
+            rule = next((r for r in reversed(group) if _sensor_levels(meta, r)), None)
+            if rule is None:
+                return None
         levels = dict(rule.levels)
         custom = _sensor_levels(meta, rule)
         if custom:

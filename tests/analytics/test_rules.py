@@ -225,3 +225,45 @@ def test_rules_files(tmp_path: Path) -> None:
         parse_rules({"rules": [{"metric": "pm3", "warning": 1}]})
     with pytest.raises(ConfigError, match="unknown fields: warn"):
         parse_rules({"rules": [{"metric": "pm25", "warn": 1}]})
+
+
+def test_water_level_rules_follow_the_gauge_type() -> None:
+    """A river gauge reads its river's stage (hundreds of cm): never the street flooding levels."""
+    stage = RulesStage()  # the built-in rules
+
+    def gauge(site: str | None, **attrs: object) -> Sensor:
+        extra = {"site_type": site} if site is not None else {}
+        return Sensor(id="g", kind=SensorKind.WATER_LEVEL, attributes={**extra, **attrs})
+
+    def run(sensor: str, meta: Sensor, values: list[float]) -> list[list[Signal]]:
+        ctx = Context(sensors={sensor: meta.model_copy(update={"id": sensor})})
+        return feed(stage, values, sensor=sensor, ctx=ctx)
+
+    river = run("wl-red", gauge("river"), [620.0, 640.0, 660.0])
+    assert [s for batch in river for s in batch] == []
+    street = run("wl-street", gauge("street"), [5.0, 45.0, 45.0])
+    assert [(s.rule, s.severity, s.alert_class) for s in street[2]] == [
+        ("water_level.flood", Severity.CRITICAL, AlertClass.THRESHOLD)
+    ]
+    unknown = run("wl-legacy", gauge(None), [45.0, 45.0])  # no site_type: a street gauge
+    assert [s.rule for s in unknown[1]] == ["water_level.flood"]
+    # a river gauge's own alarm stages (Red River at Long Biên, stage I-III) apply
+    staged = gauge(
+        "river", levels={"water_level": {"info": 950, "warning": 1050, "critical": 1150}}
+    )
+    alarmed = run("wl-longbien", staged, [900.0, 1060.0, 1060.0])
+    assert [(s.rule, s.severity) for s in alarmed[2]] == [("water_level.flood", Severity.WARNING)]
+    # a street gauge well below zero is broken, not dry
+    broken = run("wl-broken", gauge("street"), [-60.0, -60.0, -60.0])
+    assert [(s.rule, s.alert_class) for s in broken[2]] == [
+        ("water_level.implausible", AlertClass.PROBABLE_FAULT)
+    ]
+
+
+def test_site_types_in_a_rules_file() -> None:
+    (rule,) = parse_rules(
+        {"rules": [{**FLOOD, "site_types": "river", "warning": 900, "critical": 1000}]}
+    )
+    assert rule.site_types == {"river"} and rule.specificity == 2
+    assert rule.applies_to("x", SensorKind.WATER_LEVEL, "river")
+    assert not rule.applies_to("x", SensorKind.WATER_LEVEL, "street")
