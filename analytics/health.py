@@ -18,6 +18,9 @@ Every finding is a DEVICE-class signal:
   simulator shut down) no per-device alert is raised.
 * ``health.invalid_values`` (per metric): the device keeps sending values that
   cannot be measurements (rejected by the codec as out of range or not finite).
+* ``health.inconsistent`` (the total's metric): a total no longer equals the sum
+  of its parts, e.g. a camera's vehicle count and its per-class counts
+  (``analytics.consistency``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analytics.base import Batch, Context, FloatArray, IntArray, Signal, Stage, StageOutput, rounds
+from analytics.consistency import ConsistencyCheck
 from analytics.series import Columns, SensorIndex, SeriesIndex
 from core.metrics import METRICS
 from core.types import AlertClass, DeviceStatus, Severity
@@ -63,7 +67,9 @@ class HealthStage(Stage):
         invalid_window_s: float = 3600.0,
         offline_grace_s: float = 30.0,
         floor_steps: float = 5.0,
+        consistency: ConsistencyCheck | None = None,
     ) -> None:
+        self.consistency = consistency or ConsistencyCheck()
         self.heartbeat_k = heartbeat_k
         self.min_gap_s = min_gap_s
         self.stuck_factor = stuck_factor
@@ -182,6 +188,7 @@ class HealthStage(Stage):
         if len(batch) == 0:
             return out
         self._heartbeats(batch, out)
+        out.signals.extend(self.consistency.process(batch))
         slots = self.series.lookup(batch.sensor, batch.metric)
         self._s.ensure(len(self.series))
         for r in rounds(slots):
@@ -493,6 +500,7 @@ class HealthStage(Stage):
             "sensors": list(self._names),
             "beats": self._d.get_state(),
             "offline": dict(self.offline),
+            "consistency": self.consistency.get_state(),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -503,6 +511,7 @@ class HealthStage(Stage):
         self._series_sensor = np.zeros(0, dtype=np.int64)
         self._announced_key = (0, -1)
         self.offline = {str(k): float(v) for k, v in state["offline"].items()}
+        self.consistency.set_state(state.get("consistency", {}))
 
 
 def _signal(
