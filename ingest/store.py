@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from core.types import Sensor
 from ingest.inbound import DeadLetter
-from ingest.rows import COPY_COLUMNS, RowBuffer, SeriesTable
+from ingest.rows import COPY_COLUMNS, RowBuffer, Scratch, SeriesTable
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +103,13 @@ class ReadingsWriter:
     def __init__(self, *, staging_hold_s: float = 10.0) -> None:
         self.staging_hold_s = staging_hold_s
         self._staging_until = 0.0
+        self._scratch = Scratch()
 
     def write(self, conn: Conn, rows: RowBuffer, table: SeriesTable, *, sort: bool) -> Outcome:
         out = Outcome()
         if not rows:
             return out
-        data = rows.encode(table, sort=sort)
+        data = rows.encode(table, sort=sort, scratch=self._scratch)
         n = len(rows)
         for attempt in range(3):
             try:
@@ -143,7 +144,7 @@ class ReadingsWriter:
                 )
         raise AssertionError("unreachable")
 
-    def _staged(self, conn: Conn, data: bytes) -> int:
+    def _staged(self, conn: Conn, data: memoryview) -> int:
         with conn.transaction():  # a savepoint: a partition error leaves the batch intact
             conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} (time timestamptz,"
@@ -157,7 +158,7 @@ class ReadingsWriter:
             return cur.rowcount
 
 
-def _copy(conn: Conn, table: str, data: bytes) -> None:
+def _copy(conn: Conn, table: str, data: memoryview) -> None:
     with conn.cursor().copy(f"COPY {table} {COPY_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
         cp.write(data)
 

@@ -14,8 +14,9 @@ from ingest.rows import HEADER, TRAILER, RowBuffer, SeriesTable
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def parse_copy(data: bytes) -> list[tuple[int, float, str, str]]:
+def parse_copy(stream: memoryview | bytes) -> list[tuple[int, float, str, str]]:
     """A reference reader of PostgreSQL's binary COPY format for our four columns."""
+    data = bytes(stream)
     assert data.startswith(HEADER) and data.endswith(TRAILER)
     pos, rows = len(HEADER), []
     while data[pos : pos + 2] != TRAILER:
