@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -28,6 +29,20 @@ def _settings_help() -> str:
     return "\n".join(lines)
 
 
+def tune_gc() -> None:
+    """Fewer collector passes: a young collection every 20,000 allocations, not 700.
+
+    Every message allocates a handful of containers (the parsed JSON, columns, the
+    ``Inbound``) and up to the receive maximum of messages stay alive until their
+    batch commits, so the default thresholds cost about a tenth of the ingestor's
+    CPU.  Cycles are still collected; what was loaded at start-up is frozen out of
+    the collector's sight.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ioc ingest",
@@ -51,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
 
     from ingest.service import Ingestor  # after logging is set up
+
+    tune_gc()
 
     stop = threading.Event()
 

@@ -85,12 +85,19 @@ def fast_decode(sensor: str, payload: bytes, now: float, limits: Limits) -> Colu
     return None
 
 
+# within this many seconds of 1970 (until 2039) integer milliseconds times 1000 are exactly
+# what ``to_pg_us(ms * 1e-3)`` gives (the float error stays under 0.5 us); past it, it decides
+_EXACT_MS_S = 2.2e9
+
+
 def _native(sensor: str, items: list[Any], now: float, limits: Limits) -> Columns | None:
     lo = now - limits.max_age_s
     hi = now + limits.max_future_skew_s
-    out = Columns("native")
-    us_col, val_col, met_col = out.us, out.values, out.metrics
+    us_col: list[int] = []
+    val_col: list[Any] = []
+    met_col: list[str] = []
     bounds = BOUNDS
+    ints = False
     for item in items:
         if type(item) is not dict:
             return None
@@ -101,37 +108,40 @@ def _native(sensor: str, items: list[Any], now: float, limits: Limits) -> Column
         if type(values) is not dict or not values:
             return None
         ts = item.get("ts")
-        if ts is None:
-            t = now
-        elif type(ts) is int or type(ts) is float:
-            t = float(ts) * 1e-3
-        elif type(ts) is str:
-            try:
-                t = parse_time(ts, now=now)
-            except ValueError:
+        if type(ts) is int:
+            t = ts * 1e-3
+            if not lo <= t <= hi:
                 return None
+            us = ts * 1000 - _PG_EPOCH_US if -_EXACT_MS_S < t < _EXACT_MS_S else to_pg_us(t)
         else:
-            return None
-        if not lo <= t <= hi:
-            return None
-        us = to_pg_us(t)
-        for metric, value in values.items():
-            b = bounds.get(metric)
-            if b is None:
-                return None
-            tv = type(value)
-            if tv is float:
-                v = value
-            elif tv is int:
-                v = float(value)
+            if ts is None:
+                t = now
+            elif type(ts) is float:
+                t = ts * 1e-3
+            elif type(ts) is str:
+                try:
+                    t = parse_time(ts, now=now)
+                except ValueError:
+                    return None
             else:
                 return None
-            if not b[0] <= v <= b[1]:
+            if not lo <= t <= hi:
                 return None
-            us_col.append(us)
-            val_col.append(v)
-            met_col.append(metric)
-    return out
+            us = to_pg_us(t)
+        for metric, value in values.items():
+            low, high = bounds[metric]  # KeyError: not a device metric (the core says so)
+            if type(value) is not float:
+                if type(value) is not int:
+                    return None
+                ints = True  # compared exactly; stored as float below
+            if not low <= value <= high:
+                return None
+        us_col += [us] * len(values)
+        val_col += values.values()
+        met_col += values
+    if ints:
+        val_col = list(map(float, val_col))
+    return Columns("native", us_col, val_col, met_col)
 
 
 def _split_name(name: str) -> tuple[str, str]:

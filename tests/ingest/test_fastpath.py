@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from core.codecs import DEFAULT_LIMITS, Limits, decode_readings, encode_native, encode_senml
 from core.errors import PayloadError
 from core.metrics import METRICS
-from ingest.fastpath import fast_decode, to_pg_us
+from ingest.fastpath import PG_EPOCH_S, fast_decode, to_pg_us
 
 NOW = 1_790_000_000.0  # a fixed "now" (2026-09)
 SENSOR = "aq-01"
@@ -167,6 +167,12 @@ def test_arbitrary_bytes_never_raise_and_agree(payload: bytes) -> None:
 @given(st.floats(-2e9, 5e9))
 def test_microseconds_round_like_timedelta(t: float) -> None:
     assert to_pg_us(t) == (EPOCH + timedelta(seconds=t) - PG_EPOCH) // ONE_US
+
+
+@given(st.integers(-2_200_000_000_000, 2_200_000_000_000))
+def test_integer_milliseconds_need_no_float_rounding(ms: int) -> None:
+    # the fast path's shortcut for epoch milliseconds within 2.2e9 s of 1970
+    assert to_pg_us(ms * 1e-3) == ms * 1000 - PG_EPOCH_S * 1_000_000
 
 
 def test_typical_payloads_take_the_fast_path() -> None:
