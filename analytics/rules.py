@@ -225,6 +225,19 @@ critical = 24.5
 hysteresis = 2.0
 min_readings = 2
 
+# Fire weather: air this dry (Hanoi's afternoons rarely fall below 45 %) dries
+# out the fuel within hours, whatever the cumulative danger index says yet.
+[[rules]]
+id = "humidity.dry"
+metric = "humidity"
+direction = "below"
+kinds = ["weather"]
+title = "very dry air (fire weather)"
+warning = 35.0
+critical = 25.0
+hysteresis = 5.0
+min_duration_s = 900
+
 # Traffic: a queue backing up far past the junction.
 [[rules]]
 id = "queue_length.level"
