@@ -102,6 +102,10 @@ class Planner:
             rng = np.random.default_rng(noise.key_of(self.seed, "random", kind.value, day))
             for j in range(int(rng.poisson(rate))):
                 inc = self._random_one(kind, rng, day_start)
+                for _ in range(5):  # a second fault on a faulty device may show nothing at
+                    if not _overlaps(inc, out):  # all (a dropout while it is offline)
+                        break
+                    inc = self._random_one(kind, rng, day_start)
                 inc.id = f"rnd-{day}-{kind.value}-{j + 1}"
                 out.append(inc)
         return out
@@ -359,8 +363,11 @@ class Planner:
             and rng.uniform() < 0.5
         ):
             sign = -1.0
-        if inc.fault is FaultKind.SPIKE and rng is not None:
-            inc.end = min(inc.end, inc.start + m.interval)  # a random spike is one reading
+        if inc.fault is FaultKind.SPIKE:
+            # a random spike is one reading; a shorter spike than one reporting interval
+            # might fall between two readings and show nothing at all
+            end = inc.start + m.interval
+            inc.end = end if rng is not None else max(inc.end, end)
         inc.sensors = [sid]
         inc.onsets = {sid: inc.start}
         inc.lat, inc.lon, inc.area = (
@@ -379,3 +386,16 @@ class Planner:
             inc.metrics[metric] = direction
         inc.magnitude = float(next(iter(inc.sizes.values()), 0.0))
         inc.ramp_s = 0.0
+
+
+def _overlaps(inc: Incident, others: list[Incident]) -> bool:
+    """A sensor fault on a sensor that another fault of the same day holds at the same time."""
+    if inc.fault is None:
+        return False
+    return any(
+        o.fault is not None
+        and o.start < inc.end
+        and inc.start < o.end
+        and not set(o.sensors).isdisjoint(inc.sensors)
+        for o in others
+    )
