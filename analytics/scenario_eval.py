@@ -214,18 +214,21 @@ def score(
     readings: int = 0,
     pipeline_s: float = 0.0,
     positions: Mapping[str, tuple[float, float]] | None = None,
+    ongoing: list[Truth] | None = None,
 ) -> Report:
     """Match alert events to injected incidents and faults.
 
     An incident with a place and radius (a flash flood's storm) also acts on the other
     sensors within 1.5 radii (where the simulator's effect fades out): their alerts in
     its time window are not counted as false, though only the listed sensors count
-    for its detection.
+    for its detection.  ``ongoing`` incidents (begun before the scored period, e.g. a
+    day-long pollution episode) are not scored, but their alerts are not false either.
     """
     kinds: dict[str, KindScore] = defaultdict(KindScore)
     by_sensor: dict[str, list[Truth]] = defaultdict(list)
     for tr in truth:
         kinds[tr.kind].injected += 1
+    for tr in [*truth, *(ongoing or [])]:
         for s in tr.sensors:
             by_sensor[s].append(tr)
         if positions and tr.lat is not None and tr.lon is not None and tr.radius_km:
@@ -442,6 +445,7 @@ def evaluate(
     return score(
         [t for t in truth if evaluated_from <= t.start < until],
         [e for e in events if evaluated_from <= e.time < until],
+        ongoing=[t for t in truth if t.start < evaluated_from <= t.end + post_s],
         sensors=len(sensors),
         days=(until - evaluated_from) / 86_400.0,
         pre_s=pre_s,
