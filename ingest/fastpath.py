@@ -164,6 +164,7 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
             _senml_names.clear()
         names = _senml_names[sensor] = {}
     bn, bt, bu, bv = "", 0.0, "", 0.0
+    last_t, last_us = math.nan, 0  # records of one time come together: convert it once
     for rec in records:
         if type(rec) is not dict:
             return None
@@ -216,7 +217,9 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
         b = BOUNDS.get(metric)
         if b is None or not b[0] <= v <= b[1] or not lo <= t <= hi:
             return None
-        out.us.append(to_pg_us(t))
+        if t != last_t:
+            last_t, last_us = t, to_pg_us(t)
+        out.us.append(last_us)
         out.values.append(v)
         out.metrics.append(metric)
     if not out.us:
