@@ -9,18 +9,23 @@ threshold fits every series:
    an exponentially weighted level; a daily profile (bins sized to the sampling
    interval, up to 5 minutes) plus a fast offset; a weekly profile plus a fast offset.
    The fast offset makes a new normal stop alarming within tens of readings.
-2. **run**: a short moving average of the same errors: sustained shifts, bursts and
-   changes of volatility that no single reading reveals.
+2. **run**: moving averages of the same errors at two time scales (about 10 and
+   about 100 readings): sustained shifts, bursts, drifts and changes of volatility
+   that no single reading reveals.  Each scale has its own tail model.
 3. **novelty**: distance from a small memory of prototypes of the recent shape
    (value, short/medium/long averages, volatility, time of day) in units of the
    series' range (an online Adaptive-Resonance-style memory).  What has been seen
    before, such as a nightly batch spike, is not novel; the point view of a reading
    that is not novel is damped.
 
-The surprises are added up (coinciding evidence counts), mapped to a score in
-[0, 1] by ``s / (s + threshold)`` (0.5 is the alarm level) and, after a first
-alarm, later scores are damped for ``refractory`` readings: one incident, one alarm.
-Memory: about 6.5 KB per series (daily and weekly profiles, prototypes, a few dozen scalars).
+The surprises are added up (coinciding evidence counts) and mapped to a score in
+[0, 1] by ``s / (s + threshold)``: 0.5 is the alarm level.  From the warning level
+(``trigger`` times the threshold, score 0.375) on, later scores are damped until the
+series has been quiet (surprise below ``quiet`` times the threshold) for
+``refractory`` readings: one incident, one alarm (or one warning), however long the
+incident lasts, and a quick re-arm once it is over; a reading more than ``escalate``
+times as surprising as the incident's peak so far still alarms.
+Memory: about 6.6 KB per series (daily and weekly profiles, prototypes, a few dozen scalars).
 Readings are scored against what was learned from earlier readings only, then
 learned.  The first ``warmup`` readings of a series score 0.
 """
@@ -57,13 +62,16 @@ class EnsembleDetector(Detector):
     - ``alpha_level``: weight of a new reading in the level and in the fast offsets.
     - ``season_rate``: smallest weight of a new reading in a profile bin (1/visits before).
     - ``alpha_scale``: weight in the typical absolute error of each forecaster.
-    - ``alpha_run``: weight in the short average of errors (the *run* view).
+    - ``alpha_run``, ``alpha_slow``: weights in the short and the long average of errors
+      (the two *run* views).
     - ``season_margin``: a seasonal forecaster is used only when its typical error is
       below this fraction of the simpler one's.
-    - ``point_level``, ``run_level``: raw levels above which a view starts to be surprising.
+    - ``point_level``, ``run_level``, ``slow_level``: raw levels above which a view starts
+      to be surprising.
     - ``tail_memory``: readings over which the tail models' exceedance rates are averaged;
       ``tail_prior``: readings' worth of prior belief (a 1 % exceedance rate) at the start.
-    - ``rho_floor``: smallest exceedance rate a tail model believes (caps rarity alone).
+    - ``rho_floor``: smallest exceedance rate a tail model believes (caps rarity alone);
+      ``max_excess``: largest excess a tail model learns from (bounds one outlier's weight).
     - ``vigilance``: distance (fraction of the series' range) within which a shape
       matches a prototype; ``prototypes``: prototypes kept per series.
     - ``shape_alphas``: weights of the short, medium and long averages in a shape.
@@ -72,8 +80,13 @@ class EnsembleDetector(Detector):
     - ``familiar_damping``: factor on the point view when the shape is not novel.
     - ``threshold``: the surprise that maps to score 0.5; ``combine``: weight of the views
       other than the strongest in the total surprise (1: plain sum).
-    - ``trigger``: fraction of ``threshold`` at which a refractory period starts.
-    - ``refractory``: readings after an alarm whose scores are multiplied by ``damping``.
+    - ``trigger``: fraction of ``threshold`` (the warning level) at which a refractory
+      period starts.
+    - ``refractory``: quiet readings after an alarm before the next alarm may start;
+      until then scores are multiplied by ``damping``.
+    - ``quiet``: fraction of ``threshold`` below which a reading counts as quiet.
+    - ``escalate``: a reading whose surprise exceeds this multiple of the incident's peak
+      so far is not damped (a warning never hides a much worse alarm) and starts anew.
     - ``warmup``: readings that score 0 while the models settle; ``learn_after``: readings
       before the tail models and the shape memory start learning.
     - ``tz_offset_s``: offset of local time from UTC for the daily and weekly profiles.
@@ -88,12 +101,15 @@ class EnsembleDetector(Detector):
         season_rate: float = 0.2,
         alpha_scale: float = 0.01,
         alpha_run: float = 0.1,
+        alpha_slow: float = 0.01,
         season_margin: float = 0.9,
         point_level: float = 3.0,
         run_level: float = 1.5,
+        slow_level: float = 1.2,
         tail_memory: float = 3000.0,
         tail_prior: float = 100.0,
         rho_floor: float = 1e-4,
+        max_excess: float = 100.0,
         vigilance: float = 0.15,
         prototypes: int = 32,
         shape_alphas: tuple[float, ...] = (0.3, 0.05, 0.01),
@@ -101,9 +117,11 @@ class EnsembleDetector(Detector):
         familiar_damping: float = 0.5,
         range_memory_s: float = 30 * DAY,
         combine: float = 1.0,
-        threshold: float = 20.0,
-        trigger: float = 1.0,
-        refractory: int = 150,
+        threshold: float = 19.0,
+        trigger: float = 0.6,
+        refractory: int = 30,
+        quiet: float = 0.3,
+        escalate: float = 2.0,
         damping: float = 0.5,
         warmup: int = 100,
         learn_after: int = 20,
@@ -114,20 +132,24 @@ class EnsembleDetector(Detector):
             not 0.0 < alpha_level <= 1.0
             or not 0.0 < alpha_scale <= 1.0
             or not 0.0 < alpha_run <= 1.0
+            or not 0.0 < alpha_slow <= 1.0
         ):
-            raise ValueError("alpha_level, alpha_scale and alpha_run must be in (0, 1]")
+            raise ValueError("alpha_level, alpha_scale, alpha_run and alpha_slow must be in (0, 1]")
         if prototypes < 1 or vigilance <= 0.0 or threshold <= 0.0:
             raise ValueError("prototypes, vigilance and threshold must be positive")
         self.alpha_level = alpha_level
         self.season_rate = season_rate
         self.alpha_scale = alpha_scale
         self.alpha_run = alpha_run
+        self.alpha_slow = alpha_slow
         self.season_margin = season_margin
         self.point_level = point_level
         self.run_level = run_level
+        self.slow_level = slow_level
         self.tail_memory = tail_memory
         self.tail_prior = tail_prior
         self.rho_floor = rho_floor
+        self.max_excess = max_excess
         self.vigilance = vigilance
         self.prototypes = prototypes
         self.shape_alphas = tuple(shape_alphas)
@@ -138,20 +160,29 @@ class EnsembleDetector(Detector):
         self.threshold = threshold
         self.trigger = trigger
         self.refractory = refractory
+        self.quiet = quiet
+        self.escalate = escalate
         self.damping = damping
         self.warmup = warmup
         self.learn_after = learn_after
         self.tz_offset_s = tz_offset_s
         self.seed = seed
         self._dims = 1 + len(self.shape_alphas) + 3
-        self._tails = (
-            TailModel("point", point_level, tail_memory, prior_n=tail_prior, rho_floor=rho_floor),
-            TailModel("run", run_level, tail_memory, prior_n=tail_prior, rho_floor=rho_floor),
-            TailModel("novel", 1.0, tail_memory, prior_n=tail_prior, rho_floor=rho_floor),
+        self._tails = tuple(
+            TailModel(
+                key, u, tail_memory, prior_n=tail_prior, rho_floor=rho_floor, max_excess=max_excess
+            )
+            for key, u in (
+                ("point", point_level),
+                ("run", run_level),
+                ("slow", slow_level),
+                ("novel", 1.0),
+            )
         )
         spec: dict[str, tuple[int, type, float]] = {
             "n": (0, np.int64, 0),
             "refr": (0, np.int64, 0),
+            "peak": (0, F8, 0.0),
             "t_last": (0, F8, 0.0),
             "log_dt": (0, F8, 0.0),
             "bins": (0, np.int64, 0),
@@ -162,6 +193,7 @@ class EnsembleDetector(Detector):
             "err_d": (0, F8, 0.0),
             "err_w": (0, F8, 0.0),
             "run": (0, F8, 1.0),
+            "slow": (0, F8, 1.0),
             "hi": (0, F8, 0.0),
             "lo": (0, F8, 0.0),
             "x_prev": (0, F8, 0.0),
@@ -256,19 +288,22 @@ class EnsembleDetector(Detector):
         typical = np.where(use_w, err_w, np.where(use_d, err_d, err_l))
         floor = 0.05 * err_l + 1e-9 * np.abs(level) + 1e-12
         r_point = np.where(first, 0.0, np.minimum(np.abs(err) / np.maximum(typical, floor), 1e6))
-        run = c["run"][sel] + self.alpha_run * (np.minimum(r_point, 10.0) - c["run"][sel])
+        capped = np.minimum(r_point, 10.0)
+        run = c["run"][sel] + self.alpha_run * (capped - c["run"][sel])
+        slow = c["slow"][sel] + self.alpha_slow * (capped - c["slow"][sel])
 
         # the range of the series (slowly forgetting) for the shape memory
         hi = np.where(first, x, c["hi"][sel])
         lo = np.where(first, x, c["lo"][sel])
         novelty, novel = self._novelty(idx, sel, x, local, n, first, hi, lo, live)
 
-        point_tail, run_tail, novel_tail = self._tails
+        point_tail, run_tail, slow_tail, novel_tail = self._tails
         s_point = point_tail.surprise_learn(self._s, sel, r_point, n, live)
         s_point = np.where(novel, s_point, s_point * self.familiar_damping)
         s_run = run_tail.surprise_learn(self._s, sel, run, n, live)
+        s_slow = slow_tail.surprise_learn(self._s, sel, slow, n, live)
         s_novel = novel_tail.surprise_learn(self._s, sel, novelty, n, live)
-        views = np.stack([s_point, s_run, s_novel])
+        views = np.stack([s_point, s_run, s_slow, s_novel])
         self.last_views = (idx, views)  # diagnostics: which view spoke, for the last round
         top = views.max(axis=0)
         surprise = top + self.combine * (views.sum(axis=0) - top)
@@ -276,9 +311,19 @@ class EnsembleDetector(Detector):
         warm = n >= self.warmup
         score = np.where(warm, surprise / (surprise + self.threshold), 0.0)
         refr = c["refr"][sel]
-        fire = warm & (surprise >= self.threshold * self.trigger) & (refr == 0)
-        score = np.where(refr > 0, score * self.damping, score)
-        c["refr"][sel] = np.where(fire, self.refractory, np.maximum(refr - 1, 0))
+        # ... unless the incident gets markedly worse than its peak so far
+        peak = c["peak"][sel]
+        worse = (refr > 0) & (surprise > self.escalate * peak)
+        fire = warm & (surprise >= self.threshold * self.trigger) & ((refr == 0) | worse)
+        score = np.where((refr > 0) & ~worse, score * self.damping, score)
+        c["peak"][sel] = np.where(
+            fire, surprise, np.where(refr > 0, np.maximum(peak, surprise), 0.0)
+        )
+        # the refractory period counts quiet readings only: it outlasts the incident
+        calm = surprise < self.threshold * self.quiet
+        c["refr"][sel] = np.where(
+            fire, self.refractory, np.where(calm, np.maximum(refr - 1, 0), refr)
+        )
 
         # learn
         a = np.maximum(self.alpha_level, a_n)
@@ -302,6 +347,7 @@ class EnsembleDetector(Detector):
         c["hi"][sel] = np.maximum(x, hi - forget * np.maximum(hi - level, 0.0))
         c["lo"][sel] = np.minimum(x, lo + forget * np.maximum(level - lo, 0.0))
         c["run"][sel] = run
+        c["slow"][sel] = slow
         c["log_dt"][sel] = log_dt
         c["bins"][sel] = bins
         c["t_last"][sel] = t
