@@ -64,6 +64,8 @@ class EnsembleDetector(Detector):
     - ``alpha_scale``: weight in the typical absolute error of each forecaster.
     - ``alpha_run``, ``alpha_slow``: weights in the short and the long average of errors
       (the two *run* views).
+    - ``run_cap``: largest error (in typical errors) one reading adds to the short run
+      average: beyond it a reading is the point view's evidence, not also the run view's.
     - ``season_margin``: a seasonal forecaster is used only when its typical error is
       below this fraction of the simpler one's.
     - ``point_level``, ``run_level``, ``slow_level``: raw levels above which a view starts
@@ -102,6 +104,7 @@ class EnsembleDetector(Detector):
         alpha_scale: float = 0.01,
         alpha_run: float = 0.1,
         alpha_slow: float = 0.01,
+        run_cap: float = 3.0,
         season_margin: float = 0.9,
         point_level: float = 3.0,
         run_level: float = 1.5,
@@ -142,6 +145,7 @@ class EnsembleDetector(Detector):
         self.alpha_scale = alpha_scale
         self.alpha_run = alpha_run
         self.alpha_slow = alpha_slow
+        self.run_cap = run_cap
         self.season_margin = season_margin
         self.point_level = point_level
         self.run_level = run_level
@@ -288,9 +292,10 @@ class EnsembleDetector(Detector):
         typical = np.where(use_w, err_w, np.where(use_d, err_d, err_l))
         floor = 0.05 * err_l + 1e-9 * np.abs(level) + 1e-12
         r_point = np.where(first, 0.0, np.minimum(np.abs(err) / np.maximum(typical, floor), 1e6))
-        capped = np.minimum(r_point, 10.0)
-        run = c["run"][sel] + self.alpha_run * (capped - c["run"][sel])
-        slow = c["slow"][sel] + self.alpha_slow * (capped - c["slow"][sel])
+        # the short run view sees a reading's error only up to ``run_cap``: a single
+        # extreme reading is the point view's evidence, not also the run view's
+        run = c["run"][sel] + self.alpha_run * (np.minimum(r_point, self.run_cap) - c["run"][sel])
+        slow = c["slow"][sel] + self.alpha_slow * (np.minimum(r_point, 10.0) - c["slow"][sel])
 
         # the range of the series (slowly forgetting) for the shape memory
         hi = np.where(first, x, c["hi"][sel])

@@ -15,8 +15,8 @@ pytestmark = [
     pytest.mark.skipif(not (NAB_DIR / "labels").is_dir(), reason="NAB corpus not beside the repo"),
 ]
 
-# measured with the default configuration: standard 70.4, reward_low_FP 62.1, reward_low_FN 75.5
-FLOOR = {"standard": 70.0, "reward_low_FP": 61.0, "reward_low_FN": 74.5}
+# measured with the default configuration: standard 70.6, reward_low_FP 63.7, reward_low_FN 75.1
+FLOOR = {"standard": 70.2, "reward_low_FP": 63.0, "reward_low_FN": 74.6}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,6 @@ def test_default_detector_reaches_standard_70(nab_eval: evaluation.Evaluation) -
 
 
 def test_best_nab_threshold_is_near_the_alarm_level(nab_eval: evaluation.Evaluation) -> None:
-    # NAB's best threshold lies between the warning level (0.375) and the alarm level (0.5)
+    # NAB's best threshold lies near the warning level (0.375), below the alarm level (0.5)
     for result in nab_eval.results.values():
         assert 0.35 <= result.threshold <= 0.55, result.profile.name
