@@ -73,3 +73,21 @@ def test_anomalies_alarm_early_and_once(
     assert at <= alarms[0] <= at + 24, f"{name}: first alarm at {alarms[0]}, anomaly at {at}"
     # one incident, one alarm: the new normal stops alarming
     assert np.all(alarms < at + 300), f"{name}: still alarming at {alarms[alarms >= at + 300][:5]}"
+
+
+def test_noise_of_many_kinds_rarely_alarms() -> None:
+    # 24 more normal series (Gaussian noise, AR(1) noise, small Poisson counts with a
+    # daily cycle; 8 seeds each): an alarm on one of them is a false alarm
+    rng = np.random.default_rng(7)
+    series = []
+    for _ in range(8):
+        series.append(10 + rng.normal(0, 1, N))
+        shocks = rng.normal(0, 1, N)
+        ar = np.zeros(N)
+        for i in range(1, N):
+            ar[i] = 0.9 * ar[i - 1] + shocks[i]
+        series.append(ar)
+        series.append(rng.poisson(5 + 5 * np.clip(DAILY, 0, None)).astype(float))
+    scores = run_detector(make_detector(), [(T, v) for v in series])
+    alarmed = [k for k, s in enumerate(scores) if s.max() >= ALARM]
+    assert len(alarmed) <= 1, f"false alarms on series {alarmed}"
