@@ -52,6 +52,9 @@ class SlotArrays:
         cols: dict[str, Array] = {}
         for name in self.spec:
             width, dtype, _ = self.spec[name]
+            if name not in state:  # a checkpoint from before the column existed
+                cols[name] = self._new(name, capacity)
+                continue
             arr: Array = np.array(state[name], dtype=dtype)
             expected = (capacity,) if width == 0 else (capacity, width)
             if arr.shape != expected:

@@ -188,6 +188,7 @@ class EnsembleDetector(Detector):
             "refr": (0, np.int64, 0),
             "peak": (0, F8, 0.0),
             "t_last": (0, F8, 0.0),
+            "t_season": (0, F8, 0.0),
             "log_dt": (0, F8, 0.0),
             "bins": (0, np.int64, 0),
             "level": (0, F8, 0.0),
@@ -268,6 +269,10 @@ class EnsembleDetector(Detector):
             k = np.searchsorted(DAY_BINS, per_day, side="right") - 1
             bins[fix] = DAY_BINS[np.clip(k, 0, DAY_BINS.size - 1)]
         seasonal = bins > 0
+        # a profile forecasts only once it has seen a whole period (a day, a week): before
+        # that its bins hold only this period's earlier readings, a different forecaster
+        t_season = np.where(fix, t, c["t_season"][sel])
+        watched = t - t_season
         nb = np.maximum(bins, 1)
         local = t + self.tz_offset_s
         bd = (np.floor(np.mod(local, DAY) / DAY * nb).astype(np.int64)) % nb
@@ -280,8 +285,8 @@ class EnsembleDetector(Detector):
         pw, pw_n = week[idx, bw].astype(F8), week_n[idx, bw]
         level = np.where(first, x, c["level"][sel])
         off_d, off_w = c["off_d"][sel], c["off_w"][sel]
-        has_d = seasonal & (pd_n > 0)
-        has_w = seasonal & (pw_n > 0)
+        has_d = seasonal & (pd_n > 0) & (watched >= DAY)
+        has_w = seasonal & (pw_n > 0) & (watched >= WEEK)
         e_l = x - level
         e_d = np.where(has_d, x - pd - off_d, e_l)
         e_w = np.where(has_w, x - pw - off_w, e_l)
@@ -355,6 +360,7 @@ class EnsembleDetector(Detector):
         c["slow"][sel] = slow
         c["log_dt"][sel] = log_dt
         c["bins"][sel] = bins
+        c["t_season"][sel] = t_season
         c["t_last"][sel] = t
         c["n"][sel] = n + 1
         return score

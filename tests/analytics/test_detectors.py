@@ -156,3 +156,15 @@ def test_arbitrary_finite_values_never_break_a_detector(
         for a, b in zip(t, values, strict=True):
             got = det.score_learn_one(float(a), b)
             assert 0.0 <= got <= 1.0
+
+
+def test_ensemble_restores_a_checkpoint_without_a_newer_column() -> None:
+    t, x = series(5)
+    first = make_detector("ensemble")
+    run_alone(first, t[:200], x[:200])
+    state = first.get_state()
+    del state["t_season"]  # as written before the column existed
+    resumed = make_detector("ensemble")
+    resumed.set_state(state)
+    scores = run_alone(resumed, t[200:], x[200:])
+    assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1))

@@ -75,10 +75,10 @@ def test_anomalies_alarm_early_and_once(
     assert np.all(alarms < at + 300), f"{name}: still alarming at {alarms[alarms >= at + 300][:5]}"
 
 
-def test_noise_of_many_kinds_rarely_alarms() -> None:
-    # 24 more normal series (Gaussian noise, AR(1) noise, small Poisson counts with a
-    # daily cycle; 8 seeds each): an alarm on one of them is a false alarm
-    rng = np.random.default_rng(7)
+def noise_of_many_kinds(seed: int = 7) -> list[np.ndarray]:
+    """32 more normal series: Gaussian noise, AR(1) noise, a random walk, small Poisson
+    counts with a daily cycle; 8 seeds each."""
+    rng = np.random.default_rng(seed)
     series = []
     for _ in range(8):
         series.append(10 + rng.normal(0, 1, N))
@@ -87,7 +87,15 @@ def test_noise_of_many_kinds_rarely_alarms() -> None:
         for i in range(1, N):
             ar[i] = 0.9 * ar[i - 1] + shocks[i]
         series.append(ar)
+        series.append(np.cumsum(rng.normal(0, 1, N)))
         series.append(rng.poisson(5 + 5 * np.clip(DAILY, 0, None)).astype(float))
+    return series
+
+
+def test_noise_of_many_kinds_rarely_alarms() -> None:
+    # an alarm on one of these is a false alarm; a few in 32 are tolerated (the largest
+    # of 4,000 readings of heavy-tailed or strongly correlated noise is rare indeed)
+    series = noise_of_many_kinds()
     scores = run_detector(make_detector(), [(T, v) for v in series])
     alarmed = [k for k, s in enumerate(scores) if s.max() >= ALARM]
-    assert len(alarmed) <= 1, f"false alarms on series {alarmed}"
+    assert len(alarmed) <= 3, f"false alarms on series {alarmed}"
