@@ -36,18 +36,31 @@ _PUBACK = int(paho.PUBACK)
 
 
 class BufferedSocket:
-    """A socket whose reads are served from a buffer filled by large ``recv`` calls."""
+    """A socket whose reads are served from a buffer filled by large reads.
 
-    __slots__ = ("buf", "pos", "sock")
+    Each read lands in one reusable area (``recv_into``) and only the bytes that came
+    are copied out, so no 256 KiB block is allocated and shrunk per read.
+    """
+
+    __slots__ = ("_area", "buf", "pos", "sock")
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.buf = b""
         self.pos = 0
+        self._area = memoryview(bytearray(_CHUNK)) if hasattr(sock, "recv_into") else None
+
+    def _read(self) -> bytes:
+        """One read of up to ``_CHUNK`` bytes (b"" at the end of the stream)."""
+        area = self._area
+        if area is None:  # a wrapper without recv_into (websockets)
+            data: bytes = self.sock.recv(_CHUNK)
+            return data
+        return bytes(area[: self.sock.recv_into(area)])
 
     def recv(self, bufsize: int) -> bytes:
         if self.pos >= len(self.buf):
-            data: bytes = self.sock.recv(max(bufsize, _CHUNK))
+            data = self._read()
             if len(data) <= bufsize:
                 self.buf, self.pos = b"", 0
                 return data
@@ -60,7 +73,7 @@ class BufferedSocket:
         """Have ``need`` bytes buffered from ``pos`` on; False when the socket has no more now."""
         while len(self.buf) - self.pos < need:
             try:
-                data = self.sock.recv(max(_CHUNK, need))
+                data = self._read()
             except OSError:  # would block (or worse: paho's own read finds out)
                 return False
             if not data:

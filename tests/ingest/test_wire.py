@@ -41,7 +41,7 @@ def stream(rng: random.Random, n: int, *, v5: bool) -> tuple[bytes, list[Got]]:
     """``n`` PUBLISH packets (and a PINGRESP now and then) and what each should deliver."""
     out, expected = bytearray(), []
     for i in range(n):
-        size = rng.choice([0, 1, 50, 126, 127, 128, 900, 16_383, 16_384, 70_000])
+        size = rng.choice([0, 1, 50, 126, 127, 128, 900, 16_383, 16_384, 70_000, 600_000])
         payload = rng.randbytes(size)
         topic = f"ioc/v1/air_quality/aq-{i}/data".encode()
         qos = rng.choice([0, 1, 1, 1])
