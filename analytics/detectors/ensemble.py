@@ -8,10 +8,13 @@ threshold fits every series:
    forecasters run side by side and the one with the smallest recent error is used:
    an exponentially weighted level; a daily profile (bins sized to the sampling
    interval, up to 5 minutes) plus a fast offset; a weekly profile plus a fast offset.
+   A profile forecasts only once it has learned for a whole day or week.
    The fast offset makes a new normal stop alarming within tens of readings.
 2. **run**: moving averages of the same errors at two time scales (about 10 and
    about 100 readings): sustained shifts, bursts, drifts and changes of volatility
-   that no single reading reveals.  Each scale has its own tail model.
+   that no single reading reveals.  Each scale has its own tail model; one reading
+   adds at most ``run_cap`` typical errors to the short one (an extreme reading is
+   the point view's evidence, not counted twice).
 3. **novelty**: distance from a small memory of prototypes of the recent shape
    (value, short/medium/long averages, volatility, time of day) in units of the
    series' range (an online Adaptive-Resonance-style memory).  What has been seen
