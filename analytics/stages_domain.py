@@ -1067,7 +1067,7 @@ class DomainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
 
     aqi_alert_from: int = Field(
-        default=151,
+        default=201,
         description="lowest hourly VN_AQI that alerts: 101 info, 151 warning, 201 critical",
     )
     aqi_clear_margin: float = Field(
