@@ -84,12 +84,23 @@ class AlertEvent:
 
 
 @dataclass(slots=True)
+class Span:
+    """One alert from opening (or reopening) until it resolved (inf: still active)."""
+
+    sensor: str
+    alert_class: str
+    start: float
+    end: float
+
+
+@dataclass(slots=True)
 class KindScore:
     injected: int = 0
     detected: int = 0
     delays: list[float] = field(default_factory=list)
     right_class: int = 0
     matched_alerts: int = 0
+    already: int = 0  # alerted only by an alert already open on its sensor (no delay)
 
     @property
     def rate(self) -> float:
@@ -165,6 +176,7 @@ class Report:
                     "rate": s.rate,
                     "median_delay_s": s.median_delay_s,
                     "right_class": s.right_class / s.matched_alerts if s.matched_alerts else None,
+                    "already_alerted": s.already,
                 }
                 for k, s in sorted(self.kinds.items())
             },
@@ -215,6 +227,7 @@ def score(
     pipeline_s: float = 0.0,
     positions: Mapping[str, tuple[float, float]] | None = None,
     ongoing: list[Truth] | None = None,
+    spans: list[Span] | None = None,
 ) -> Report:
     """Match alert events to injected incidents and faults.
 
@@ -223,7 +236,13 @@ def score(
     its time window are not counted as false, though only the listed sensors count
     for its detection.  ``ongoing`` incidents (begun before the scored period, e.g. a
     day-long pollution episode) are not scored, but their alerts are not false either.
+    An incident with no new alert whose sensor already had a matching alert open at
+    its start (a second storm over streets still flooded by the first) counts as
+    alerted, without a delay, and is counted in ``already``.
     """
+    spans_by_sensor: dict[str, list[Span]] = defaultdict(list)
+    for sp in spans or []:
+        spans_by_sensor[sp.sensor].append(sp)
     kinds: dict[str, KindScore] = defaultdict(KindScore)
     by_sensor: dict[str, list[Truth]] = defaultdict(list)
     for tr in truth:
@@ -249,7 +268,16 @@ def score(
             and (tr.is_fault or e.alert_class != "device")
         ]
         if not matched:
-            missed.append(tr)
+            good = FAULT_CLASSES | INCIDENT_CLASSES if tr.is_fault else INCIDENT_CLASSES
+            if any(
+                sp.start < lo and sp.end >= tr.start and sp.alert_class in good
+                for sensor in tr.sensors
+                for sp in spans_by_sensor[sensor]
+            ):
+                ks.detected += 1
+                ks.already += 1
+            else:
+                missed.append(tr)
             continue
         ks.detected += 1
         ks.delays.append(max(0.0, min(e.time for e in matched) - tr.start))
@@ -375,6 +403,27 @@ def _status_time(payload: bytes) -> float:
     return -math.inf
 
 
+def alert_spans(conn: psycopg.Connection[Any]) -> list[Span]:
+    """Every stretch of time an alert was open, from its events."""
+    rows = conn.execute(
+        "SELECT e.alert_id, extract(epoch FROM (e.snapshot->>'updated_at')::timestamptz)::float8,"
+        " e.action, a.sensor, a.alert_class"
+        " FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
+        " WHERE e.action IN ('opened', 'reopened', 'resolved') ORDER BY e.seq"
+    ).fetchall()
+    open_: dict[int, Span] = {}
+    out: list[Span] = []
+    for alert_id, t, action, sensor, cls in rows:
+        if action == "resolved":
+            sp = open_.pop(alert_id, None)
+            if sp is not None:
+                sp.end = t
+        elif alert_id not in open_:
+            open_[alert_id] = sp = Span(sensor, cls, t, math.inf)
+            out.append(sp)
+    return out
+
+
 def alert_events(conn: psycopg.Connection[Any]) -> list[AlertEvent]:
     rows = conn.execute(
         "SELECT extract(epoch FROM (e.snapshot->>'updated_at')::timestamptz)::float8,"
@@ -435,6 +484,7 @@ def evaluate(
             try:
                 assert svc._conn is not None
                 events = alert_events(svc._conn)
+                spans = alert_spans(svc._conn)
             finally:
                 svc.close()
             readings = svc.counts["readings"]
@@ -453,6 +503,7 @@ def evaluate(
         readings=readings,
         pipeline_s=seconds,
         positions=positions,
+        spans=spans,
     )
 
 
@@ -463,6 +514,8 @@ def format_report(r: Report) -> str:
     for kind, s in sorted(r.kinds.items()):
         delay = "-" if math.isnan(s.median_delay_s) else f"{s.median_delay_s / 60:.1f} min"
         right = f"{100 * s.right_class / s.matched_alerts:.0f} %" if s.matched_alerts else "-"
+        if s.already:
+            right += f" ({s.already} already alerted)"
         lines.append(
             f"{kind:<28} {s.injected:>8} {s.detected:>8} {100 * s.rate:>6.1f}% {delay:>13} {right:>11}"
         )

@@ -11,6 +11,7 @@ import pytest
 
 from analytics.scenario_eval import (
     AlertEvent,
+    Span,
     Truth,
     evaluate,
     format_report,
@@ -54,6 +55,25 @@ def test_score_counts_detections_delays_classes_and_false_alerts() -> None:
     assert r.false_per_100_sensor_days == pytest.approx(100 * 2 / 100)
     text = format_report(r)
     assert "traffic_incident" in text and "per 100 sensor-days" in text
+
+
+def test_an_alert_already_open_covers_a_second_incident_on_its_sensor() -> None:
+    truth = [
+        Truth("storm-1", "flash_flood", frozenset({"w1"}), 10 * H, 11 * H),
+        Truth("storm-2", "flash_flood", frozenset({"w1"}), 11.5 * H, 12 * H),
+        Truth("jam", "traffic_incident", frozenset({"c1"}), 10 * H, 11 * H),
+    ]
+    events = [ev(10 * H + 60, "w1", "threshold", "water_level.flood")]
+    spans = [
+        Span("w1", "threshold", 10 * H + 60, 13 * H),  # still open when storm 2 begins
+        Span("c1", "device", 9 * H, 12 * H),  # a device alert does not cover a jam
+    ]
+    r = score(truth, events, sensors=2, days=1.0, spans=spans)
+    flood = r.kinds["flash_flood"]
+    assert (flood.detected, flood.already, flood.delays) == (2, 1, [60.0])
+    assert r.kinds["traffic_incident"].detected == 0
+    assert [t.id for t in r.missed] == ["jam"]
+    assert "1 already alerted" in format_report(r)
 
 
 def test_truth_file_and_durations(tmp_path: Path) -> None:
