@@ -39,6 +39,7 @@ _UNITS: dict[str, tuple[tuple[str, ...], str]] = {
 # sensor -> {SenML resolved name -> metric} for names that name this sensor (or none)
 _senml_names: dict[str, dict[str, str]] = {}
 _MAX_NAMES = 100_000
+_NO_VALUE = object()
 
 
 @dataclass(slots=True)
@@ -165,13 +166,16 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
         names = _senml_names[sensor] = {}
     bn, bt, bu, bv = "", 0.0, "", 0.0
     last_t, last_us = math.nan, 0  # records of one time come together: convert it once
+    under_bn: dict[str, str] = {}  # "n" -> metric while the base name stays the same
+    us_col, val_col, met_col = out.us, out.values, out.metrics
     for rec in records:
         if type(rec) is not dict:
             return None
         if "bn" in rec:
             if type(rec["bn"]) is not str:
                 return None
-            bn = rec["bn"]
+            if rec["bn"] != bn:
+                bn, under_bn = rec["bn"], {}
         if "bt" in rec:
             if type(rec["bt"]) is not int and type(rec["bt"]) is not float:
                 return None
@@ -184,15 +188,20 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
             bv = float(rec["bv"])
         if "n" not in rec and "v" not in rec and "vs" not in rec and "vb" not in rec:
             continue
-        name = bn + str(rec.get("n", ""))
-        metric = names.get(name)
+        n = rec.get("n", "")
+        metric = under_bn.get(n) if type(n) is str else None
         if metric is None:
-            ref, metric = _split_name(name)
-            if ref and ref != sensor and ref.rsplit(":", 1)[-1] != sensor:
-                return None
-            if len(names) >= _MAX_NAMES:
-                names.clear()
-            names[name] = metric
+            name = bn + str(n)
+            metric = names.get(name)
+            if metric is None:
+                ref, metric = _split_name(name)
+                if ref and ref != sensor and ref.rsplit(":", 1)[-1] != sensor:
+                    return None
+                if len(names) >= _MAX_NAMES:
+                    names.clear()
+                names[name] = metric
+            if type(n) is str:
+                under_bn[n] = metric
         t_rel = rec.get("t", 0.0)
         if type(t_rel) is not int and type(t_rel) is not float:
             return None
@@ -201,16 +210,15 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
             return None
         if t < _SENML_REL:
             t = now + t
-        if "v" not in rec:
-            return None
-        unit = rec.get("u", bu)
-        units = _UNITS.get(metric)
-        if unit and units is not None and unit not in units[0] and unit != units[1]:
-            return None
-        value = rec["v"]
+        value = rec.get("v", _NO_VALUE)
         tv = type(value)
         if tv is not float and tv is not int:
-            return None
+            return None  # also no "v" at all, or "vs"/"vb": the core says why
+        unit = rec.get("u", bu)
+        if unit:
+            units = _UNITS.get(metric)
+            if units is not None and unit not in units[0] and unit != units[1]:
+                return None
         v = float(value)
         if bv:
             v = bv + value
@@ -219,9 +227,9 @@ def _senml(sensor: str, records: list[Any], now: float, limits: Limits) -> Colum
             return None
         if t != last_t:
             last_t, last_us = t, to_pg_us(t)
-        out.us.append(last_us)
-        out.values.append(v)
-        out.metrics.append(metric)
-    if not out.us:
+        us_col.append(last_us)
+        val_col.append(v)
+        met_col.append(metric)
+    if not us_col:
         return None
     return out
