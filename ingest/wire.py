@@ -94,7 +94,11 @@ class BufferedSocket:
 
 
 class LeanClient(paho.Client):
-    """``paho.Client`` whose QoS 0/1 PUBLISH packets go to ``raw_handler`` (when set)."""
+    """``paho.Client`` whose QoS 0/1 PUBLISH packets go to ``raw_handler`` (when set).
+
+    A packet that paho reads itself (one that had only partly arrived, or QoS 2) reaches
+    ``on_message`` as usual, so set both.
+    """
 
     raw_handler: RawHandler | None = None
 

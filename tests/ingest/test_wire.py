@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import random
 import select
+import shutil
 import socket
+import ssl
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -103,6 +109,55 @@ def test_lean_path_delivers_what_paho_delivers(seed: int, v5: bool) -> None:
     data, expected = stream(rng, 120, v5=v5)
     assert receive(data, random.Random(seed), lean=False, v5=v5) == expected
     assert receive(data, random.Random(seed + 100), lean=True, v5=v5) == expected
+
+
+def test_lean_path_over_tls(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate with")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    data, expected = stream(random.Random(7), 60, v5=True)
+    ours, peer = socket.socketpair()
+    done = threading.Event()
+
+    def serve() -> None:
+        with server_ctx.wrap_socket(peer, server_side=True) as tls:
+            for i in range(0, len(data), 5_000):  # TLS records of every size
+                tls.sendall(data[i : i + 5_000])
+            done.wait(30)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    got: list[Got] = []
+    client = LeanClient(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    client.raw_handler = lambda t, p, mid, qos: got.append((t, p, mid, qos))
+    client.on_message = lambda c, u, m: got.append((m._topic, m.payload, m.mid, m.qos))
+    tls = client_ctx.wrap_socket(ours, server_hostname="localhost")
+    try:
+        tls.setblocking(False)
+        client._sock = BufferedSocket(tls)
+        deadline = time.monotonic() + 30
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            select.select([tls], [], [], 0.1)
+            _drain(client)
+        assert got == expected
+    finally:
+        done.set()
+        server.join(30)
+        client._sock = None
+        tls.close()
 
 
 def test_qos2_is_left_to_paho() -> None:
