@@ -32,6 +32,13 @@ class IngestSettings(Settings):
         description="MQTT version; 3.1.1 only for brokers without MQTT 5 (no receive maximum,"
         " session expiry or shared subscriptions)",
     )
+    ingest_receive_path: Literal["lean", "paho"] = Field(
+        default="lean",
+        description="lean: paho with the fast receive path (large reads, PUBLISH parsed in place,"
+        " PUBACKs of a batch in one write); paho: paho's own reader, one callback and one"
+        " PUBACK per message (slower; for a paho release whose internals the lean path"
+        " does not know, which it also falls back to by itself)",
+    )
     ingest_shared_group: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9_.\-]*$",

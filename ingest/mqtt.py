@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt import __version__ as paho_version
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -38,7 +39,7 @@ from core.topics import ALL_DATA, ALL_META, ALL_STATUS, shared
 from ingest.config import IngestSettings
 from ingest.inbound import Inbound, decode_message
 from ingest.metrics import IngestMetrics
-from ingest.wire import LeanClient
+from ingest.wire import LeanClient, lean_supported
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,14 @@ class Consumer:
         self._count = {ch: metrics.messages.labels(ch) for ch in ("data", "meta", "status", "bad")}
         addr = settings.mqtt
         self.v5 = settings.ingest_mqtt_protocol == "5"
-        client = LeanClient(
+        self.lean = settings.ingest_receive_path == "lean"
+        if self.lean and not lean_supported():
+            logger.warning(
+                "paho-mqtt %s lacks what the lean receive path uses: using paho's own reader",
+                paho_version,
+            )
+            self.lean = False
+        client = (LeanClient if self.lean else paho.Client)(
             CallbackAPIVersion.VERSION2,
             client_id=settings.ingest_client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
@@ -82,7 +90,8 @@ class Consumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message  # what LeanClient leaves to paho (QoS 2)
-        client.raw_handler = self._on_raw
+        if isinstance(client, LeanClient):
+            client.raw_handler = self._on_raw
         client.on_subscribe = self._on_subscribe
         self.client = client
         group = settings.ingest_shared_group
@@ -127,6 +136,10 @@ class Consumer:
         else:
             self.client.disconnect()
         self.client.loop_stop()
+        # paho leaves the wake-up socket pair of loop_start open after loop_stop
+        reset = getattr(self.client, "_reset_sockets", None)
+        if callable(reset):
+            reset()
 
     @property
     def pending(self) -> int:
@@ -144,7 +157,11 @@ class Consumer:
             if self.client.is_connected():
                 mids = [m.mid for m in msgs if m.qos == 1 and m.gen == gen]
                 exactly_once = [m.mid for m in msgs if m.qos == 2 and m.gen == gen]
-                self.client.ack_many(mids)
+                if isinstance(self.client, LeanClient):
+                    self.client.ack_many(mids)
+                else:
+                    for mid in mids:
+                        self.client.ack(mid, 1)
                 for mid in exactly_once:
                     self.client.ack(mid, 2)
         skipped = sum(1 for m in msgs if m.qos) - len(mids) - len(exactly_once)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,19 @@ RawHandler = Callable[[bytes, bytes, int, int], None]  # topic, payload, mid, qo
 _CHUNK = 256 * 1024  # bytes asked of the socket per read
 _MAX_PACKETS = 2_000  # per loop_read: paho's loop writes (acks, pings) in between
 _PUBACK = int(paho.PUBACK)
+# the parts of paho's client the lean path relies on (private: checked, not assumed)
+_PAHO_METHODS = ("_create_socket", "_packet_read", "_packet_queue", "_loop_rc_handle")
+_PAHO_FIELDS = ("_sock", "_in_packet", "_msgtime_mutex", "_last_bytes_received", "_protocol")
+
+
+def lean_supported() -> bool:
+    """Whether this paho release has the internals the lean receive path uses."""
+    if not all(callable(getattr(paho.Client, name, None)) for name in _PAHO_METHODS):
+        return False
+    probe = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    return all(hasattr(probe, name) for name in _PAHO_FIELDS) and isinstance(
+        getattr(probe, "_in_packet", None), dict
+    )
 
 
 class BufferedSocket:

@@ -377,8 +377,11 @@ def test_broker_restart_is_survived(
         assert ingestor.metrics.value("ioc_ingest_mqtt_connects_total") >= 2
 
 
-def test_mqtt_3_1_1_with_a_persistent_session(
-    make_settings: Settings, mqtt_url: str, db_url: str, prefix: str
+@pytest.mark.parametrize(
+    ("protocol", "path"), [("3.1.1", "lean"), ("5", "paho"), ("3.1.1", "paho")]
+)
+def test_persistent_session_by_protocol_and_receive_path(
+    make_settings: Settings, mqtt_url: str, db_url: str, prefix: str, protocol: str, path: str
 ) -> None:
     s = prefix + "nm"
     register(db_url, (s, "noise"))
@@ -386,7 +389,7 @@ def test_mqtt_3_1_1_with_a_persistent_session(
     msgs = [
         (f"ioc/v1/noise/{s}/data", encode_native([(t + i, {"noise": 50 + i})])) for i in range(20)
     ]
-    settings = make_settings(ingest_mqtt_protocol="3.1.1")
+    settings = make_settings(ingest_mqtt_protocol=protocol, ingest_receive_path=path)
     with running(settings):
         publish(mqtt_url, msgs[:10])
         wait_for(lambda: len(rows(db_url, prefix)) == 10)
