@@ -354,6 +354,10 @@ class Lifecycle:
             self._write_update(key, tracked, plan)
             return
         self.recently_resolved.pop(key, None)
+        self._track(key, sig, row, "opened", plan)
+
+    def _track(self, key: Key, sig: Signal, row: Any, action: str, plan: _Plan) -> None:
+        """Follow an alert that ``sig`` just opened or reopened (``row``) as active."""
         self.active[key] = Tracked(
             id=row["id"],
             status=AlertStatus.OPEN,
@@ -363,7 +367,7 @@ class Lifecycle:
             last_signal=sig.time,
             last_write=self.monotonic(),
         )
-        plan.changes.append(Change("opened", row))
+        plan.changes.append(Change(action, row))
 
     def _reopen(self, key: Key, alert_id: int, sig: Signal, plan: _Plan) -> None:
         f = self._fields(sig)
@@ -395,16 +399,7 @@ class Lifecycle:
         if row is None:
             self._open(key, sig, plan)
             return
-        self.active[key] = Tracked(
-            id=row["id"],
-            status=AlertStatus.OPEN,
-            severity=sig.severity,
-            alert_class=AlertClass(row["alert_class"]),
-            spatial="corroboration" in sig.evidence,
-            last_signal=sig.time,
-            last_write=self.monotonic(),
-        )
-        plan.changes.append(Change("reopened", row))
+        self._track(key, sig, row, "reopened", plan)
 
     def _write_update(self, key: Key, tracked: Tracked, plan: _Plan) -> None:
         sig = tracked.pending
