@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,17 +26,6 @@ from tests.support.servers import free_port, wait_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]
 
-CHROMIUM = os.environ.get("IOC_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 WAIT_MS = 8_000  # an alert raised in the database must be on the screen well within this
 
@@ -278,17 +266,6 @@ def api(db_url: str, db: psycopg.Connection[Any], mqtt_url: str) -> Iterator[Api
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Page:

@@ -26,7 +26,8 @@ import orjson
 import psycopg
 import pytest
 
-from tests.api.test_dashboard import CHROMIUM, CHROMIUM_ARGS, OPERATOR, ApiServer, _seed
+from tests.api.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.api.test_dashboard import OPERATOR, ApiServer, _seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.db, pytest.mark.slow]
 
