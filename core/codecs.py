@@ -84,9 +84,13 @@ def parse_time(value: Any, *, now: float, epoch_unit: float = 1e-3) -> float:
     if isinstance(value, bool):
         raise ValueError(f"timestamp {value!r} is a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            t = float(value) * epoch_unit
+        except OverflowError:  # an integer beyond any float
+            raise ValueError(f"timestamp {str(value)[:24]}... is out of range") from None
+        if not math.isfinite(t):
             raise ValueError(f"timestamp {value!r} is not finite")
-        return float(value) * epoch_unit
+        return t
     if isinstance(value, str):
         if len(value) > 64:
             raise ValueError("timestamp string is too long")
@@ -128,7 +132,14 @@ def _check_value(metric: str, value: Any) -> tuple[float | None, Rejection | Non
         return None, Rejection("unknown_metric", f"metric {metric!r} is not in the catalogue")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, Rejection("wrong_type", f"{metric} must be a number, got {value!r:.40}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer too large for any float: a value, not a structure
+        return None, Rejection(
+            "out_of_range",
+            f"{metric} = {str(value)[:24]}... ({len(str(value))} digits) is outside the"
+            f" physical range {m.low:g}..{m.high:g}",
+        )
     if not math.isfinite(v):
         return None, Rejection("not_finite", f"{metric} is {v}, not a finite number")
     if v < m.low or v > m.high:
@@ -263,13 +274,19 @@ def _decode_senml(sensor: str, records: list[Any], now: float, limits: Limits) -
         if "bt" in rec:
             if isinstance(rec["bt"], bool) or not isinstance(rec["bt"], int | float):
                 raise PayloadError("bad_structure", "SenML bt must be a number")
-            bt = float(rec["bt"])
+            try:
+                bt = float(rec["bt"])
+            except OverflowError:
+                raise PayloadError("bad_timestamp", "SenML bt is out of range") from None
         if "bu" in rec:
             bu = str(rec["bu"])
         if "bv" in rec:
             if isinstance(rec["bv"], bool) or not isinstance(rec["bv"], int | float):
                 raise PayloadError("bad_structure", "SenML bv must be a number")
-            bv = float(rec["bv"])
+            try:
+                bv = float(rec["bv"])
+            except OverflowError:
+                raise PayloadError("out_of_range", "SenML bv is too large for a number") from None
         if "n" not in rec and "v" not in rec and ("vs" not in rec and "vb" not in rec):
             continue  # a record carrying base fields only
         name = bn + str(rec.get("n", ""))
@@ -284,7 +301,10 @@ def _decode_senml(sensor: str, records: list[Any], now: float, limits: Limits) -
                 Rejection("bad_timestamp", f"SenML t {t_rel!r} is not a number", i)
             )
             continue
-        t = bt + float(t_rel)
+        try:
+            t = bt + float(t_rel)
+        except OverflowError:  # an integer beyond any float
+            t = math.inf
         if not math.isfinite(t):
             out.rejections.append(Rejection("bad_timestamp", "SenML time is not finite", i))
             continue

@@ -117,12 +117,27 @@ def _split(sql: str) -> list[str]:
 
 
 def maintain(
-    conn: psycopg.Connection[Any], *, back_days: float, ahead_days: float, retention_days: float
+    conn: psycopg.Connection[Any],
+    *,
+    back_days: float,
+    ahead_days: float,
+    retention_days: float,
+    dead_letter_retention_days: float | None = None,
 ) -> str:
-    """Create partitions ahead, drop the ones past retention (no-op parts on TimescaleDB)."""
+    """Create partitions ahead, drop the ones past retention (no-op parts on TimescaleDB).
+
+    With ``dead_letter_retention_days``, dead letters older than that are deleted too.
+    """
     row = conn.execute(
         "SELECT ioc_maintain(make_interval(secs => %s), make_interval(secs => %s),"
         " make_interval(secs => %s))",
         (back_days * 86400 + 86400, ahead_days * 86400, retention_days * 86400),
     ).fetchone()
-    return str(row[0]) if row else ""
+    result = str(row[0]) if row else ""
+    if dead_letter_retention_days is not None:
+        gone = conn.execute(
+            "DELETE FROM dead_letters WHERE received_at < now() - make_interval(secs => %s)",
+            (dead_letter_retention_days * 86400,),
+        ).rowcount
+        result += f", dead letters deleted {gone}"
+    return result

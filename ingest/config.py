@@ -96,6 +96,19 @@ class IngestSettings(Settings):
         default=3600.0, gt=0, description="run partition maintenance and retention this often"
     )
     ingest_partitions_ahead_days: float = Field(default=7.0, ge=1, le=366)
+    ingest_dead_letter_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        le=16 * 1024 * 1024,
+        description="a dead letter keeps at most this many bytes of its payload (with the whole"
+        " payload's size and SHA-256), so oversized input cannot fill the disk",
+    )
+    ingest_dead_letter_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=36_500,
+        description="dead letters older than this are deleted by maintenance",
+    )
     ingest_sort_rows: bool = Field(
         default=True, description="sort each batch by (sensor, metric, time) before COPY"
     )

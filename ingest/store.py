@@ -11,6 +11,7 @@ transaction, so a batch is stored whole or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -208,23 +209,27 @@ def store_statuses(conn: Conn, statuses: list[tuple[str, datetime, str]]) -> int
     return changed
 
 
-def store_dead_letters(conn: Conn, dead: list[DeadLetter]) -> None:
+def store_dead_letters(conn: Conn, dead: list[DeadLetter], max_bytes: int) -> None:
+    """COPY dead letters; a payload over ``max_bytes`` keeps its head, its size and SHA-256."""
     if not dead:
         return
     with conn.cursor().copy(
-        "COPY dead_letters (received_at, topic, payload, code, reason, rejected, accepted)"
-        " FROM STDIN"
+        "COPY dead_letters (received_at, topic, payload, code, reason, rejected, accepted,"
+        " payload_size, payload_sha256) FROM STDIN"
     ) as cp:
         for d in dead:
+            payload = d.payload
             cp.write_row(
                 (
                     d.received_at,
                     d.topic,
-                    d.payload,
+                    payload[:max_bytes],
                     d.code,
                     d.reason,
                     Jsonb(d.rejected) if d.rejected is not None else None,
                     d.accepted,
+                    len(payload),
+                    hashlib.sha256(payload).hexdigest(),
                 )
             )
 

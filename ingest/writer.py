@@ -349,7 +349,7 @@ class Writer:
             out = self.readings.write(
                 conn, work.rows, self.series, sort=self.settings.ingest_sort_rows
             )
-            store_dead_letters(conn, work.dead)
+            store_dead_letters(conn, work.dead, self.settings.ingest_dead_letter_max_bytes)
             if flush_last_seen:
                 update_last_seen(conn, work.last_seen)
         # committed
@@ -491,6 +491,7 @@ class Writer:
                     back_days=s.max_age_days,
                     ahead_days=s.ingest_partitions_ahead_days,
                     retention_days=s.retention_days,
+                    dead_letter_retention_days=s.ingest_dead_letter_retention_days,
                 )
         except psycopg.Error:
             self.metrics.maintenance_runs.labels("failed").inc()

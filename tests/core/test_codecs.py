@@ -290,3 +290,30 @@ def test_arbitrary_senml_never_escapes(pack: list[dict[str, object]]) -> None:
         assert exc.reason and exc.detail
         return
     assert all(math.isfinite(r.value) for r in out.readings)
+
+
+HUGE = "1" + "0" * 400  # an integer no float can hold
+BT = int(NOW)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (f'{{"ts": "{T}", "values": {{"pm25": {HUGE}, "no2": 20}}}}', "out_of_range"),
+        (f'{{"ts": {HUGE}, "values": {{"pm25": 12, "no2": 20}}}}', "bad_timestamp"),
+        (
+            f'[{{"bn": "aq-001:", "bt": {BT}, "n": "pm25", "v": {HUGE}}}, {{"n": "no2", "v": 20}}]',
+            "out_of_range",
+        ),
+        (
+            f'[{{"bn": "aq-001:", "bt": {BT}, "n": "pm25", "v": 3, "t": {HUGE}}},'
+            f' {{"n": "no2", "v": 20}}]',
+            "bad_timestamp",
+        ),
+    ],
+)
+def test_integer_too_large_for_a_float_is_an_entry_rejection(payload: str, reason: str) -> None:
+    out = dec(payload)
+    assert [r.reason for r in out.rejections] == [reason] * len(out.rejections)
+    assert out.rejections
+    assert [r.metric for r in out.readings] == ["no2"] * len(out.readings)

@@ -59,6 +59,20 @@ def test_duplicates_stored_once_and_partitions(db: psycopg.Connection) -> None: 
     assert db.execute("SELECT count(*) FROM readings WHERE value = 9").fetchone() == (0,)
 
 
+def test_maintenance_deletes_dead_letters_past_their_retention(db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    db.execute(
+        "INSERT INTO dead_letters (received_at, topic, payload, code, reason) VALUES"
+        " (now() - interval '10 days', 'old', 'x', 'empty', 'old one'),"
+        " (now() - interval '1 day', 'new', 'x', 'empty', 'new one')"
+    )
+    out = maintain(db, back_days=2, ahead_days=3, retention_days=30)
+    assert "dead letters" not in out  # without a dead-letter retention they are kept
+    assert db.execute("SELECT count(*) FROM dead_letters").fetchone() == (2,)
+    out = maintain(db, back_days=2, ahead_days=3, retention_days=30, dead_letter_retention_days=7)
+    assert out.endswith("dead letters deleted 1")
+    assert db.execute("SELECT topic FROM dead_letters").fetchall() == [("new",)]
+
+
 def test_alert_events_record_every_change_in_order(db: psycopg.Connection) -> None:  # type: ignore[type-arg]
     db.execute(
         "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message)"

@@ -396,3 +396,28 @@ def test_persistent_session_by_protocol_and_receive_path(
     publish(mqtt_url, msgs[10:])  # while it is away: the broker keeps them for its session
     with running(settings):
         wait_for(lambda: len(rows(db_url, prefix)) == 20)
+
+
+def test_an_oversized_payload_keeps_its_head_size_and_digest_only(
+    make_settings: Settings, mqtt_url: str, db_url: str, prefix: str
+) -> None:
+    import hashlib
+
+    s = prefix + "big"
+    register(db_url, (s, "air_quality"))
+    topic = f"ioc/v1/air_quality/{s}/data"
+    payload = b'{"values": {"pm25": 1}, "pad": "' + b"x" * 3_000_000 + b'"}'
+    with running(make_settings(ingest_dead_letter_max_bytes=4096)):
+        publish(mqtt_url, [(topic, payload)])
+        wait_for(lambda: dead(db_url, prefix))
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT code, payload, payload_size, payload_sha256 FROM dead_letters WHERE topic = %s",
+            (topic,),
+        ).fetchone()
+    assert row is not None
+    code, head, size, digest = row
+    assert code == "oversized"
+    assert bytes(head) == payload[:4096]
+    assert size == len(payload)
+    assert digest == hashlib.sha256(payload).hexdigest()
