@@ -87,7 +87,10 @@ def decode_message(
             _check_status_time(status[1], now, limits)
             msg.status = status
     except PayloadError as exc:
-        msg.error = exc
+        # a fresh error without the traceback: the raised one's frames hold ``msg`` and the
+        # payload in a reference cycle, which kept megabytes alive until the next full
+        # collection (the ingestor collects rarely, see ``tune_gc``)
+        msg.error = PayloadError(exc.reason, exc.detail)
     return msg
 
 

@@ -83,16 +83,35 @@ class BufferedSocket:
         return self.buf[start : self.pos]
 
     def fill(self, need: int) -> bool:
-        """Have ``need`` bytes buffered from ``pos`` on; False when the socket has no more now."""
-        while len(self.buf) - self.pos < need:
+        """Have ``need`` bytes buffered from ``pos`` on; False when the socket has no more now.
+
+        A packet larger than one read is gathered in pieces and joined once, so a message of
+        many megabytes costs one copy, not one per read (which also scattered the heap).
+        """
+        have = len(self.buf) - self.pos
+        if have >= need:
+            return True
+        parts = [self.buf[self.pos :]] if have else []
+        complete = True
+        while have < need:
             try:
                 data = self._read()
             except OSError:  # would block (or worse: paho's own read finds out)
-                return False
+                complete = False
+                break
             if not data:
-                return False
-            self.buf, self.pos = self.buf[self.pos :] + data, 0
-        return True
+                complete = False
+                break
+            parts.append(data)
+            have += len(data)
+        if len(parts) == 1:
+            self.buf = parts[0]
+        elif parts:
+            self.buf = b"".join(parts)
+        else:
+            self.buf = b""
+        self.pos = 0
+        return complete
 
     def pending(self) -> int:
         """Bytes read from the socket and not yet taken (plus TLS's own, if any)."""

@@ -33,6 +33,7 @@ import psycopg
 from core.db import maintain
 from core.errors import PayloadError
 from core.types import Sensor
+from ingest import memory
 from ingest.config import IngestSettings, UnknownSensors
 from ingest.inbound import BAD, Inbound, dead_letter_of
 from ingest.metrics import IngestMetrics
@@ -188,6 +189,7 @@ class Writer:
         self._last_seen_due = 0.0
         self._refresh_due = time.monotonic() + settings.ingest_registry_refresh_s
         self._maintain_due = time.monotonic() + settings.ingest_maintain_interval_s
+        self._release_at = 0.0  # when to give the heap back after an oversized message
         self._down_since: float | None = None
         self._stop: threading.Event | None = None
         self._stopping = threading.Event()
@@ -353,6 +355,8 @@ class Writer:
             if flush_last_seen:
                 update_last_seen(conn, work.last_seen)
         # committed
+        if any(len(d.payload) >= memory.BIG for d in work.dead):
+            self._release_at = time.monotonic() + 0.5  # once the batch's buffers are gone
         now = time.time()
         self.batches += 1
         if flush_last_seen:
@@ -457,6 +461,9 @@ class Writer:
         now = time.monotonic()
         self.metrics.queue_depth.set(self.inbox.qsize())
         self.series.trim()
+        if self._release_at and now >= self._release_at:
+            self._release_at = 0.0
+            memory.release()
         if self.index != 0:
             return
         if now >= self._refresh_due:
