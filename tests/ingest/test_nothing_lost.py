@@ -36,9 +36,10 @@ RATE = 2500  # messages per second: the stream lasts about 15 s
 class IngestorProcess:
     """``python -m ingest`` as a real process, its log kept and watched."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, prefix: list[str] | None = None) -> None:
         self.env = env
         self.log = log
+        self.prefix = prefix or []  # e.g. ``ip netns exec <name>``
         self.lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._pump_thread: threading.Thread | None = None
@@ -48,7 +49,7 @@ class IngestorProcess:
             self._pump_thread.join(10)
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest"],
+            [*self.prefix, sys.executable, "-m", "ingest"],
             cwd=REPO,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -70,8 +70,9 @@ def _unprivileged_user() -> pwd.struct_passwd:
 class PostgresServer:
     """A throw-away PostgreSQL cluster: ``start()``, ``stop()``, ``kill()``, ``dsn(db)``."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, listen: str = "127.0.0.1") -> None:
         self.workdir = workdir
+        self.listen = listen  # comma-separated addresses; others than 127.0.0.1 are trusted
         self.datadir = workdir / "pgdata"
         self.port = port or free_port()
         self.bindir = pg_bindir()
@@ -113,6 +114,9 @@ class PostgresServer:
             stderr=subprocess.PIPE,
             preexec_fn=self._demote,
         )
+        if self.listen != "127.0.0.1":  # clients on the other addresses' networks too
+            with open(self.datadir / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
 
     def start(self) -> None:
         with open(self.workdir / "server.log", "ab") as log:
@@ -124,7 +128,7 @@ class PostgresServer:
                     "-p",
                     str(self.port),
                     "-h",
-                    "127.0.0.1",
+                    self.listen,
                     "-k",
                     str(self.workdir),
                     "-c",
