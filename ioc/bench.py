@@ -20,6 +20,8 @@ BENCHES: dict[str, str] = {
     "simulate": "simulators.bench",
     "analytics": "analytics.bench",
     "api": "api.bench",
+    "chaos": "benchmarks.chaos",
+    "ingest-memory": "benchmarks.ingest_memory",
 }
 
 

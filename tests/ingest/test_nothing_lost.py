@@ -1,4 +1,5 @@
-"""Nothing is lost: 100,000 readings survive a kill -9 of the ingestor and a database outage."""
+"""Nothing is lost: 100,000 readings survive a kill -9 of the ingestor, a database outage and a
+broker restart."""
 
 from __future__ import annotations
 
@@ -178,6 +179,11 @@ def test_nothing_is_lost(
         pg.stop()
         time.sleep(10)
         pg.start()
+        # and the broker restarts while the backlog drains (its sessions and queues persist)
+        time.sleep(1.0)
+        stored_at_restart = count(dsn, "SELECT count(*) FROM readings")
+        broker.stop()
+        broker.start()
         pub_thread.join(120)
         for info in infos:
             info.wait_for_publish(60)
@@ -194,7 +200,8 @@ def test_nothing_is_lost(
         rejected = count(dsn, "SELECT count(*) FROM dead_letters")
         print(
             f"killed at {kill_at:.1f} s ({stored_at_kill} stored), database down from"
-            f" {outage_at:.0f} to {outage_at + 10:.0f} s, publishing done at {published_for:.1f} s,"
+            f" {outage_at:.0f} to {outage_at + 10:.0f} s, broker restarted with"
+            f" {stored_at_restart} stored, publishing done at {published_for:.1f} s,"
             f" all {total} readings stored at {caught_up:.1f} s"
         )
         assert (total, distinct, rejected) == (100_000, 100_000, 0)
