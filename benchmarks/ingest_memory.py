@@ -56,8 +56,9 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        for topic, payload in messages:
-            client.publish(topic, payload, qos=1).wait_for_publish(60)
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(120)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -92,7 +93,7 @@ def run(count: int, mib: float) -> dict[str, float]:
                 ]
                 time.sleep(2)
                 _publish(broker.port, warm)
-                _wait(lambda: _count(dsn, "SELECT count(*) FROM readings") >= 3000, 120)
+                _wait(lambda: _count(dsn, "SELECT count(*) FROM readings") >= 3000, 300)
                 time.sleep(2)
                 idle = rss_mib(proc.pid)
                 big = b'{"values": {"pm25": 1}, "pad": "' + b"x" * int(mib * 2**20) + b'"}'
