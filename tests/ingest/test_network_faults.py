@@ -13,10 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from core.db import migrate
 from tests.ingest.conftest import count
@@ -24,6 +22,7 @@ from tests.ingest.test_nothing_lost import (
     PER_SENSOR,
     SENSORS,
     IngestorProcess,
+    PacedPublisher,
     messages,
 )
 from tests.support.netns import TestHost
@@ -52,7 +51,7 @@ def test_a_partition_and_packet_loss_lose_nothing(host: TestHost, tmp_path: Path
     broker.start()
     pg.start()
     ingestor: IngestorProcess | None = None
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nf-pub", protocol=mqtt.MQTTv5)
+    pub: PacedPublisher | None = None
     try:
         with psycopg.connect(pg.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE ioc")
@@ -77,25 +76,11 @@ def test_a_partition_and_packet_loss_lose_nothing(host: TestHost, tmp_path: Path
         ingestor.wait_for_line("subscribed")
 
         msgs = messages((int(time.time()) - 3600) * 1000)
-        window = threading.BoundedSemaphore(1000)
-        publisher.max_inflight_messages_set(0)
-        publisher.on_publish = lambda *args: window.release()
-        publisher.connect("127.0.0.1", broker.port)
-        publisher.loop_start()
-        infos: list[mqtt.MQTTMessageInfo] = []
-
-        def publish_all() -> None:
-            t0 = time.monotonic()
-            for i, (topic, payload) in enumerate(msgs):
-                window.acquire()
-                infos.append(publisher.publish(topic, payload, qos=1))
-                if i % 100 == 0:
-                    ahead = i / RATE - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
+        pub = PacedPublisher(broker.port, "nf-pub", msgs, RATE)
+        infos = pub.infos
 
         started = time.monotonic()
-        pub_thread = threading.Thread(target=publish_all)
+        pub_thread = threading.Thread(target=pub.publish_all)
         pub_thread.start()
         time.sleep(2.0)
         host.partition(broker.port)  # the broker out of reach, the database not
@@ -130,8 +115,8 @@ def test_a_partition_and_packet_loss_lose_nothing(host: TestHost, tmp_path: Path
         assert during < SENSORS * PER_SENSOR // 2  # the cut was felt: most waited at the broker
         assert (total, distinct, rejected) == (100_000, 100_000, 0)
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+        if pub is not None:
+            pub.close()
         if ingestor is not None:
             ingestor.stop()
         broker.kill()

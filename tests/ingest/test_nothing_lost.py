@@ -85,6 +85,36 @@ class IngestorProcess:
         return "".join(self.lines[-30:])
 
 
+class PacedPublisher:
+    """Publishes ``msgs`` at QoS 1 at ``rate`` messages/s, with a window of its own."""
+
+    def __init__(self, port: int, client_id: str, msgs: list[tuple[str, bytes]], rate: float):
+        self.msgs, self.rate = msgs, rate
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.window = threading.BoundedSemaphore(1000)  # flow control of our own: paho's limit
+        self.client.max_inflight_messages_set(0)  # (max_inflight_messages_set) costs O(n)/ack
+        self.client.on_publish = lambda *args: self.window.release()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def publish_all(self) -> None:
+        t0 = time.monotonic()
+        for i, (topic, payload) in enumerate(self.msgs):
+            self.window.acquire()
+            self.infos.append(self.client.publish(topic, payload, qos=1))
+            if i % 100 == 0:
+                ahead = i / self.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def messages(base_ms: int) -> list[tuple[str, bytes]]:
     """Rounds of one reading per single-reading sensor, a pack every tenth round for the rest."""
     out: list[tuple[str, bytes]] = []
@@ -141,29 +171,14 @@ def test_nothing_is_lost(
     base_ms = (int(time.time()) - 3600) * 1000
     msgs = messages(base_ms)
     assert sum(1 for _ in msgs) == SINGLES * PER_SENSOR + (SENSORS - SINGLES) * PER_SENSOR // PACK
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nl-pub", protocol=mqtt.MQTTv5)
-    window = threading.BoundedSemaphore(1000)  # flow control of our own: paho's limit
-    publisher.max_inflight_messages_set(0)  # (max_inflight_messages_set) costs O(n) per ack
-    publisher.on_publish = lambda *args: window.release()
-    publisher.connect("127.0.0.1", broker.port)
-    publisher.loop_start()
-    infos: list[mqtt.MQTTMessageInfo] = []
-
-    def publish_all() -> None:
-        t0 = time.monotonic()
-        for i, (topic, payload) in enumerate(msgs):
-            window.acquire()
-            infos.append(publisher.publish(topic, payload, qos=1))
-            if i % 100 == 0:
-                ahead = i / RATE - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
+    pub = PacedPublisher(broker.port, "nl-pub", msgs, RATE)
+    infos = pub.infos
 
     rng = random.Random()
     kill_at = rng.uniform(2.0, 5.0)
     outage_at = 7.0
     started = time.monotonic()
-    pub_thread = threading.Thread(target=publish_all)
+    pub_thread = threading.Thread(target=pub.publish_all)
     pub_thread.start()
     try:
         # kill -9 at a random moment, then start it again (same client id: same session)
@@ -213,6 +228,5 @@ def test_nothing_is_lost(
         ingestor.stop()
         assert "ingestor stopped" in "".join(ingestor.lines)
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+        pub.close()
         ingestor.stop()
