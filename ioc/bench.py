@@ -1,6 +1,6 @@
-"""``ioc bench``: runs the parts' benchmarks (``<part>.bench:main``), one or all of them.
+"""``ioc bench``: runs the benchmarks of ``benchmarks/`` (``benchmarks.<name>:main``), one or all of them.
 
-``ioc bench ingest|simulate|analytics|api [ARGS...]`` runs one part's benchmark in
+``ioc bench ingest|simulate|analytics|api|... [ARGS...]`` runs one part's benchmark in
 this process with ``ARGS``; ``ioc bench all`` runs each in a process of its own
 (one crash does not stop the others) and ends with a summary.
 """
@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 # benchmark name -> module whose main(argv) runs it
 BENCHES: dict[str, str] = {
-    "ingest": "ingest.bench",
-    "simulate": "simulators.bench",
-    "analytics": "analytics.bench",
-    "api": "api.bench",
+    "ingest": "benchmarks.ingest",
+    "simulate": "benchmarks.simulators",
+    "analytics": "benchmarks.analytics",
+    "analytics-domain": "benchmarks.analytics_domain",
+    "detectors": "benchmarks.detectors",
+    "api": "benchmarks.api",
     "chaos": "benchmarks.chaos",
     "ingest-memory": "benchmarks.ingest_memory",
 }

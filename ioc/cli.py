@@ -22,7 +22,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("analytics.evaluation", "main", "evaluate detectors: nab DIR | scenario"),
     "token": ("api.tokens", "main", "API tokens: create --role ROLE --name NAME"),
     "alerts": ("api.tail", "main", "alerts tail: follow the live alert stream"),
-    "bench": ("ioc.bench", "main", "benchmarks: ingest | simulate | analytics | api"),
+    "bench": (
+        "ioc.bench",
+        "main",
+        "benchmarks (benchmarks/): ingest | simulate | analytics | api | ... | all",
+    ),
 }
 
 

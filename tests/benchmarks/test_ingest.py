@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ingest.bench import Scenario, main, payloads
+from benchmarks.ingest import Scenario, main, payloads
 from tests.support.servers import PostgresServer
 
 

@@ -290,7 +290,7 @@ def latency(
             [
                 sys.executable,
                 "-m",
-                "analytics.bench",
+                "benchmarks.analytics",
                 "--background",
                 url,
                 str(n_sensors),

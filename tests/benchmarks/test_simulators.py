@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from simulators import bench
+from benchmarks import simulators as bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.mqtt]
 

@@ -52,5 +52,12 @@ def run(n_series: int = 10_000, n_steps: int = 50) -> dict[str, float]:
     return {name: cpu for name, (_, cpu) in results.items()}
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``ioc bench detectors [--quick]``."""
+    quick = "--quick" in (argv or [])
+    run(n_series=1_000 if quick else 10_000, n_steps=20 if quick else 50)
+    return 0
+
+
 if __name__ == "__main__":
-    run()
+    raise SystemExit(main())

@@ -265,7 +265,7 @@ def ws_round(
     ws_url = base.replace("http://", "ws://")
     procs = max(1, min(procs, clients))
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    cmd = [sys.executable, "-m", "api.bench", "_client", "--url", ws_url, "--token", token]
+    cmd = [sys.executable, "-m", "benchmarks.api", "_client", "--url", ws_url, "--token", token]
     workers = [
         subprocess.Popen(
             [*cmd, "--n", str(n), "--expect", str(alerts)], stdout=subprocess.PIPE, text=True
