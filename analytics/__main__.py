@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from analytics.config import AnalyticsSettings, Partition
-from analytics.rules import load_rules
+from analytics.stages.rules import load_rules
 from core.errors import ConfigError
 from core.logs import setup_logging
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rules)} rules OK")
         return 0
     setup_logging(settings.log_level, settings.log_format)
-    from analytics.service import AnalyticsService  # the service pulls in paho and psycopg
+    from analytics.service.runner import AnalyticsService  # the service pulls in paho and psycopg
 
     stop = threading.Event()
 

@@ -40,11 +40,12 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from analytics.base import Batch, Context
 from analytics.config import AnalyticsSettings
-from analytics.pipeline import build_pipeline
-from analytics.scenario_eval import temporary_database
-from analytics.series import RobustZ, SeriesStage, make_series_detector
+from analytics.detectors.robust_z import RobustZ
+from analytics.engine.base import Batch, Context
+from analytics.eval.scenario import temporary_database
+from analytics.stages.registry import build_pipeline
+from analytics.stages.series import SeriesStage, make_series_detector
 from core.codecs import encode_native
 from core.db import migrate
 from core.settings import parse_mqtt_url

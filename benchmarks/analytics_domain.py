@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from analytics import aqi, camera, fire
-from analytics.base import Batch, Context
-from analytics.stages_domain import AqiStage, CameraStage, FireRiskStage
+from analytics.engine.base import Batch, Context
+from analytics.stages import aqi, camera, fire
+from analytics.stages.aqi_stage import AqiStage
+from analytics.stages.camera_stage import CameraStage
+from analytics.stages.fire_stage import FireRiskStage
 
 _CAMERA_METRICS = list(camera.FEATURES)
 

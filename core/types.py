@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 DISPLAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# Asia/Ho_Chi_Minh is UTC+7 all year (no daylight saving time): local hours with numpy
+UTC_OFFSET_S = 7 * 3600
 
 
 class SensorKind(StrEnum):

@@ -18,8 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "api": ("api.__main__", "main", "REST API, live alert websocket and dashboard"),
     "simulate": ("simulators.__main__", "main", "simulated Hanoi sensors over MQTT"),
     "db": ("ioc.dbcmd", "main", "database: migrate, maintain (partitions, retention)"),
-    "detect": ("analytics.offline", "detect_main", "score a timestamp,value CSV (NAB format)"),
-    "eval": ("analytics.evaluation", "main", "evaluate detectors: nab DIR | scenario"),
+    "detect": ("analytics.eval.offline", "detect_main", "score a timestamp,value CSV (NAB format)"),
+    "eval": ("analytics.eval.cli", "main", "evaluate detectors: nab DIR | scenario"),
     "token": ("api.tokens", "main", "API tokens: create --role ROLE --name NAME"),
     "alerts": ("api.tail", "main", "alerts tail: follow the live alert stream"),
     "bench": (

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
+from core.types import UTC_OFFSET_S
 from simulators import geo, noise
 from simulators.incidents import Incident, IncidentKind
 from simulators.models import SensorModel, SensorTable
 from simulators.noise import FloatArray, UIntArray
 
-TZ_OFFSET_S = 7 * 3600
+TZ_OFFSET_S = UTC_OFFSET_S
 DAY_S = 86_400.0
 YEAR_DAYS = 365.2425
 

@@ -27,3 +27,30 @@ def test_every_module_has_a_docstring() -> None:
             if not ast.get_docstring(tree):
                 missing.append(str(path.relative_to(ROOT)))
     assert not missing, f"modules without a one-line docstring: {missing}"
+
+
+def test_analytics_modules_are_small_and_load_no_module_by_name() -> None:
+    """One concept per module: none over 500 lines, and no importlib (imports mypy and
+    import-linter can see; a registry of stages is a plain dict)."""
+    too_long, by_name = [], []
+    for path in sorted((ROOT / "analytics").rglob("*.py")):
+        text = path.read_text()
+        rel = str(path.relative_to(ROOT))
+        lines = text.count("\n") + (not text.endswith("\n") and bool(text))
+        if lines > 500:
+            too_long.append(f"{rel} ({lines} lines)")
+        if "importlib" in text or "__import__" in text:
+            by_name.append(rel)
+    assert not too_long, f"analytics modules over 500 lines: {too_long}"
+    assert not by_name, f"analytics modules that import by name: {by_name}"
+
+
+def test_benchmarks_live_outside_the_packages() -> None:
+    inside = [
+        str(p.relative_to(ROOT))
+        for pkg in ("core", "ingest", "analytics", "api", "simulators", "ioc")
+        for p in (ROOT / pkg).rglob("bench*.py")
+        if p.name != "bench.py" or pkg != "ioc"  # ioc/bench.py is the ``ioc bench`` command
+    ]
+    assert not inside, f"benchmark modules inside the packages: {inside}"
+    assert (ROOT / "benchmarks" / "analytics.py").is_file()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from analytics.base import Detector
 from analytics.detectors.ensemble import EnsembleDetector
 from analytics.detectors.zscore import EwmaZScore
+from analytics.engine.base import Detector
 
 DETECTORS: dict[str, Callable[..., Detector]] = {
     EnsembleDetector.name: EnsembleDetector,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.base import FloatArray, IntArray
 from analytics.detectors._slots import SlotArrays
+from analytics.engine.base import FloatArray, IntArray
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from analytics.base import Detector, FloatArray, IntArray
 from analytics.detectors._slots import VALUE_LIMIT, SlotArrays
 from analytics.detectors._tail import TailModel
+from analytics.engine.base import Detector, FloatArray, IntArray
 
 DAY = 86_400.0
 WEEK = 7 * DAY

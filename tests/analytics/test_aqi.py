@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics import aqi
-from analytics.aqi import (
+from analytics.stages import aqi
+from analytics.stages.aqi import (
     CATEGORIES,
     NO2,
     O3,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.base import rounds
+from analytics.engine.base import rounds
 
 
 def test_rounds_keep_series_order_and_uniqueness() -> None:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analytics import camera
-from analytics.base import Batch, Context, Signal
-from analytics.checkpoint import decode_state, encode_state
-from analytics.stages_domain import CameraStage, describe_traffic
+from analytics.engine.base import Batch, Context, Signal
+from analytics.service.checkpoint import decode_state, encode_state
+from analytics.stages import camera
+from analytics.stages.camera_stage import CameraStage, describe_traffic
 from core.types import DISPLAY_TZ
 
 MONDAY = datetime(2026, 3, 2, tzinfo=DISPLAY_TZ).timestamp()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.base import Batch, Context
-from analytics.consistency import ConsistencyCheck
-from analytics.health import HealthStage
+from analytics.engine.base import Batch, Context
+from analytics.stages.consistency import ConsistencyCheck
+from analytics.stages.health import HealthStage
 from core.types import AlertClass
 
 PARTS = ("count_motorbike", "count_car", "count_bus", "count_truck")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.base import Detector
 from analytics.detectors import DETECTORS, make_detector
+from analytics.engine.base import Detector
 
 NAMES = sorted(DETECTORS)
 STEP = 300.0  # five-minute readings

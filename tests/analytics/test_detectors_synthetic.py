@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analytics.detectors import make_detector
-from analytics.offline import run_detector
+from analytics.eval.offline import run_detector
 
 N = 4000
 STEP = 300.0

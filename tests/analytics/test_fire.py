@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics import fire
-from analytics.fire import (
+from analytics.stages import fire
+from analytics.stages.fire import (
     daily_term,
     dew_point,
     level,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.base import Batch, Context, Signal
-from analytics.checkpoint import decode_state, encode_state
-from analytics.health import DEVICE, HealthStage
+from analytics.engine.base import Batch, Context, Signal
+from analytics.service.checkpoint import decode_state, encode_state
+from analytics.stages.health import HealthStage
+from analytics.stages.health_stuck import DEVICE
 from core.types import AlertClass, Sensor, SensorKind
 
 T0 = 1_763_769_600.0

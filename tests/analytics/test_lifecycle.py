@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from analytics.base import Signal
-from analytics.lifecycle import Lifecycle
-from analytics.spatial import Upgrade
+from analytics.alerts.lifecycle import Lifecycle
+from analytics.alerts.spatial import Upgrade
+from analytics.engine.base import Signal
 from core.types import AlertClass, Sensor, SensorKind, Severity
 
 pytestmark = pytest.mark.db

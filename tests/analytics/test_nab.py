@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analytics import nab
+from analytics.eval import nab
 
 
 def s(y: float) -> float:

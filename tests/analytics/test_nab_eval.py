@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics import evaluation
+from analytics.eval import cli as evaluation
 
 NAB_DIR = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab").resolve()
 

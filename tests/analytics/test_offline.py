@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analytics import evaluation
 from analytics.detectors import make_detector
-from analytics.offline import parse_time, parse_times, read_series, run_detector
+from analytics.eval import cli as evaluation
+from analytics.eval import scenario
+from analytics.eval.offline import parse_time, parse_times, read_series, run_detector
 from ioc.cli import main as ioc_main
 
 
@@ -141,9 +140,7 @@ def test_eval_dispatches_scenario_and_rejects_unknown(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[list[str]] = []
-    fake = types.ModuleType("analytics.scenario_eval")
-    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "analytics.scenario_eval", fake)
+    monkeypatch.setattr(scenario, "main", lambda argv: seen.append(argv) or 0)
     assert ioc_main(["eval", "scenario", "--fast"]) == 0
     assert seen == [["--fast"]]
     assert ioc_main(["eval", "bogus"]) == 2

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.base import Batch, Context, Signal
-from analytics.rules import RulesStage, load_rules, parse_rules
+from analytics.engine.base import Batch, Context, Signal
+from analytics.stages.rules import load_rules, parse_rules
+from analytics.stages.rules_stage import RulesStage
 from core.errors import ConfigError
 from core.types import AlertClass, Sensor, SensorKind, Severity
 

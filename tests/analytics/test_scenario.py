@@ -9,16 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from analytics.scenario_eval import (
-    AlertEvent,
-    Span,
-    Truth,
-    evaluate,
-    format_report,
-    parse_duration,
-    read_truth,
-    score,
-)
+from analytics.eval.scenario import evaluate, parse_duration
+from analytics.eval.scoring import AlertEvent, Span, Truth, format_report, read_truth, score
 
 H = 3600.0
 

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from analytics.base import Batch, Context, Stage, StageOutput
 from analytics.config import AnalyticsSettings, Partition
-from analytics.pipeline import build_pipeline
-from analytics.service import AnalyticsService
+from analytics.engine.base import Batch, Context, Stage, StageOutput
+from analytics.service.runner import AnalyticsService
+from analytics.stages.registry import build_pipeline
 from core.codecs import encode_meta, encode_native
 from core.topics import ALL_ALERTS, data_topic, meta_topic, status_topic
 from core.types import Reading, Sensor, SensorKind

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from analytics.base import Signal
-from analytics.service import AnalyticsService
-from analytics.spatial import Corroborator, haversine_km, parse_radius
+from analytics.alerts.spatial import Corroborator, haversine_km, parse_radius
+from analytics.engine.base import Signal
+from analytics.service.runner import AnalyticsService
 from core.codecs import encode_native
 from core.topics import data_topic
 from core.types import AlertClass, Sensor, SensorKind

@@ -12,17 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics import aqi
-from analytics.base import Batch, Context, Signal, StageOutput
-from analytics.checkpoint import decode_state, encode_state
-from analytics.stages_domain import (
-    AqiStage,
-    Buckets,
-    CameraStage,
-    DomainSettings,
-    FireRiskStage,
-    build_domain_stages,
-)
+from analytics.engine.base import Batch, Context, Signal, StageOutput
+from analytics.engine.buckets import Buckets
+from analytics.service.checkpoint import decode_state, encode_state
+from analytics.stages import aqi
+from analytics.stages.aqi_stage import AqiStage
+from analytics.stages.camera_stage import CameraStage
+from analytics.stages.domain import DomainSettings, build_domain_stages
+from analytics.stages.fire_stage import FireRiskStage
 from core.types import DISPLAY_TZ, AlertClass, Sensor, SensorKind, Severity
 
 H = 3600.0

@@ -9,7 +9,6 @@ sees time pass.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,12 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import Batch, Context, Signal, Stage, StageOutput
-from analytics.config import AnalyticsSettings
-from analytics.health import HealthStage
-from analytics.rules import RulesStage, load_rules
-from analytics.series import Columns, SensorIndex, SeriesIndex, SeriesStage, make_series_detector
-from analytics.spatial import Corroborator, Upgrade, parse_radius
+from analytics.alerts.spatial import Corroborator, Upgrade
+from analytics.engine.base import Batch, Context, Signal, Stage, StageOutput
+from analytics.engine.slots import Columns, SensorIndex, SeriesIndex
 from core.types import Reading
 
 logger = logging.getLogger(__name__)
@@ -84,10 +80,6 @@ class Pipeline:
                 share(self._seen, self.sensor_index)
         self._last = Columns({"t": (np.float64, -np.inf)})
         self.errors: dict[str, int] = {}
-
-    @property
-    def health(self) -> HealthStage | None:
-        return next((s for s in self.stages if isinstance(s, HealthStage)), None)
 
     def _dedupe(self, batch: Batch) -> tuple[Batch, int]:
         """Time-order the batch; drop readings not newer than their series' last one."""
@@ -190,81 +182,3 @@ class Pipeline:
     @property
     def watermark(self) -> float:
         return float(self.clock.watermark)
-
-
-DOMAIN_NAMES = {"aqi": "aqi", "fire": "fire_risk", "camera": "camera"}
-
-
-def domain_stages() -> list[Stage]:
-    """AQI, fire-weather risk and the camera model, when their module is present."""
-    try:
-        mod = importlib.import_module("analytics.stages_domain")
-    except ImportError as exc:
-        logger.warning("domain stages unavailable: %s", exc)
-        return []
-    build = getattr(mod, "build_domain_stages", None)
-    if callable(build):
-        stages: list[Stage] = list(build())
-        return stages
-    out: list[Stage] = []
-    for name in ("AqiStage", "FireRiskStage", "CameraStage"):
-        cls = getattr(mod, name, None)
-        if cls is None:
-            logger.warning("analytics.stages_domain has no %s", name)
-            continue
-        try:
-            out.append(cls())
-        except Exception:
-            logger.exception("cannot create %s", name)
-    return out
-
-
-def build_stages(settings: AnalyticsSettings) -> list[Stage]:
-    """The stages ``IOC_ANALYTICS_STAGES`` names, configured from the settings."""
-    stages: list[Stage] = []
-    for name in settings.stage_names:
-        if name == "rules":
-            stages.append(RulesStage(load_rules(settings.analytics_rules_file)))
-        elif name == "series":
-            stages.append(
-                SeriesStage(
-                    make_series_detector(settings.analytics_detector),
-                    threshold=settings.analytics_series_threshold,
-                    critical=settings.analytics_series_critical,
-                    debounce=settings.analytics_series_debounce,
-                    clear=settings.analytics_series_clear,
-                    exclude=settings.series_exclude,
-                )
-            )
-        elif name == "health":
-            stages.append(
-                HealthStage(
-                    heartbeat_k=settings.analytics_heartbeat_k,
-                    min_gap_s=settings.analytics_heartbeat_min_s,
-                    stuck_factor=settings.analytics_stuck_factor,
-                    stuck_min_readings=settings.analytics_stuck_min_readings,
-                    stuck_min_s=settings.analytics_stuck_min_s,
-                    offline_grace_s=settings.analytics_offline_grace_s,
-                )
-            )
-        elif name == "domain":
-            stages.extend(domain_stages())
-        elif name in DOMAIN_NAMES:
-            stages.extend(st for st in domain_stages() if st.name == DOMAIN_NAMES[name])
-        else:
-            raise ValueError(
-                f"unknown stage {name!r}: use rules, series, health, domain (or aqi, fire, camera)"
-            )
-    return stages
-
-
-def build_pipeline(settings: AnalyticsSettings, ctx: Context | None = None) -> Pipeline:
-    return Pipeline(
-        build_stages(settings),
-        corroborator=Corroborator(
-            window_s=settings.analytics_spatial_window_s,
-            min_agree=settings.analytics_spatial_min_agree,
-            radius_km=parse_radius(settings.analytics_spatial_radius_km),
-        ),
-        ctx=ctx,
-    )

@@ -23,20 +23,21 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from analytics.base import Signal
-from analytics.spatial import Upgrade
+from analytics.alerts.records import Change, Tracked
+from analytics.alerts.records import clean_json as _clean
+from analytics.alerts.records import finite as _finite
+from analytics.alerts.spatial import Upgrade
+from analytics.engine.base import Signal
 from core.metrics import METRICS
 from core.types import AlertClass, AlertStatus, Sensor, SensorKind, Severity
 
@@ -48,39 +49,6 @@ _COLUMNS = (
     " expected_low, expected_high, score, evidence, lat, lon, area, opened_at, updated_at,"
     " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences"
 )
-
-
-@dataclass(slots=True)
-class Tracked:
-    """What the lifecycle knows about one active alert."""
-
-    id: int
-    status: AlertStatus
-    severity: Severity
-    alert_class: AlertClass
-    spatial: bool  # the class came from corroboration and may be upgraded
-    last_signal: float
-    cleared_since: float | None = None
-    last_write: float = -math.inf  # monotonic time of the last UPDATE
-    pending: Signal | None = None  # latest active signal not yet written (throttled)
-    pending_count: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A committed change of an alert: the action and the row after it."""
-
-    action: str  # opened, updated, escalated, reopened, resolved
-    alert: dict[str, Any]
-
-    def to_json(self) -> bytes:
-        return orjson.dumps({"action": self.action, **self.alert}, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    raise TypeError(type(obj).__name__)
 
 
 def _ts(t: float) -> datetime:
@@ -498,20 +466,3 @@ class Lifecycle:
             if tracked is not None:
                 tracked.cleared_since = float(since)
         self.suppressed = {(s, m, r) for s, m, r in state.get("suppressed", [])}
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe evidence: NaN/inf become null, numpy scalars plain numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item") and callable(obj.item):
-        return _clean(obj.item())
-    return obj

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import IsolationForest
 
-from core.types import DISPLAY_TZ
+from core.types import UTC_OFFSET_S
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ PHYSICAL_HIGH = np.array([20_000.0, 250.0, 100.0, 5_000.0])
 MAD_TO_SIGMA = 1.4826
 Z_CLIP = 50.0
 
-TZ_OFFSET_S = int(DISPLAY_TZ.utcoffset(datetime(2020, 1, 1)).total_seconds())  # type: ignore[union-attr]
+TZ_OFFSET_S = UTC_OFFSET_S
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 

@@ -14,104 +14,43 @@ that ingest stored.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import start_http_server
 
-from analytics import checkpoint
-from analytics.base import Batch, Context, Signal
+from analytics.alerts.lifecycle import Lifecycle
+from analytics.alerts.records import Change
+from analytics.alerts.spatial import Upgrade
 from analytics.config import AnalyticsSettings
-from analytics.lifecycle import Change, Lifecycle
-from analytics.pipeline import Pipeline, build_pipeline
-from analytics.spatial import Upgrade
-from core.codecs import decode_meta, decode_readings, decode_status
+from analytics.engine.base import Context, Signal
+from analytics.engine.pipeline import Pipeline
+from analytics.service.batcher import Batcher, Msg, decode_message, to_batch
+from analytics.service.checkpointer import Checkpointer
+from analytics.service.database import Database
+from analytics.service.metrics import ServiceMetrics
+from analytics.service.mqtt import make_client
+from analytics.service.registry import load_registry
+from analytics.service.store import (
+    corroborated_since,
+    insert_readings,
+    iso_time,
+    replay_stored,
+)
+from analytics.stages.registry import build_pipeline, health_stage
 from core.db import migrate
-from core.errors import IocError
-from core.metrics import METRICS
-from core.topics import ALL_DATA, ALL_META, ALL_STATUS, Channel, alert_topic, parse_sensor_topic
-from core.types import DeviceStatus, Reading, Sensor, SensorKind
+from core.topics import ALL_DATA, ALL_META, ALL_STATUS, alert_topic
+from core.types import Reading, SensorKind
 
 logger = logging.getLogger(__name__)
 
 MAX_PENDING_SIGNALS = 200_000
-INVALID_REASONS = frozenset({"out_of_range", "not_finite"})
-
-
-@dataclass(slots=True)
-class _Msg:
-    arrived: float  # monotonic
-    sensor: str
-    readings: list[Reading] = field(default_factory=list)
-    meta: Sensor | None = None
-    status: tuple[DeviceStatus, float] | None = None
-    invalid: list[tuple[str, float]] = field(default_factory=list)
-
-
-class _Metrics:
-    """Prometheus metrics of one service instance (own registry: several may share a process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.messages = Counter("ioc_analytics_messages", "MQTT messages", ["channel"], registry=r)
-        self.readings = Counter("ioc_analytics_readings", "readings processed", registry=r)
-        self.dropped = Counter("ioc_analytics_dropped", "duplicate or late readings", registry=r)
-        self.undecodable = Counter("ioc_analytics_undecodable", "messages ignored", registry=r)
-        self.signals = Counter("ioc_analytics_signals", "signals from the stages", registry=r)
-        self.changes = Counter(
-            "ioc_analytics_alert_changes", "alert changes", ["action"], registry=r
-        )
-        self.db_errors = Counter("ioc_analytics_db_errors", "database errors", registry=r)
-        self.batch = Histogram(
-            "ioc_analytics_batch_seconds",
-            "micro-batch processing time",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=r,
-        )
-        self.queue = Gauge("ioc_analytics_queue_readings", "readings waiting", registry=r)
-        self.lag = Gauge("ioc_analytics_lag_seconds", "now - newest reading time", registry=r)
-
-
-def load_registry(conn: psycopg.Connection[Any]) -> tuple[dict[str, Sensor], dict[str, str]]:
-    """The sensors table as ``Sensor`` models, and each sensor's last announced status."""
-    sensors: dict[str, Sensor] = {}
-    status: dict[str, str] = {}
-    rows = conn.execute(
-        "SELECT id, kind, name, lat, lon, area, metrics, interval_s, attributes, status"
-        " FROM sensors"
-    ).fetchall()
-    for sid, kind, name, lat, lon, area, metrics, interval_s, attributes, st in rows:
-        try:
-            sensors[sid] = Sensor(
-                id=sid,
-                kind=SensorKind(kind),
-                name=name or "",
-                lat=lat,
-                lon=lon,
-                area=area or "",
-                metrics=tuple(metrics or ()),
-                interval_s=interval_s,
-                attributes=attributes or {},
-            )
-        except ValueError as exc:
-            logger.warning("sensor %s in the registry is unusable: %s", sid, exc)
-            continue
-        status[sid] = st
-    return sensors, status
 
 
 class AnalyticsService:
@@ -129,7 +68,7 @@ class AnalyticsService:
         self.wall = wall
         self.pipeline = pipeline or build_pipeline(settings, Context())
         self.ctx = self.pipeline.ctx
-        self.metrics = _Metrics()
+        self.metrics = ServiceMetrics()
         self.counts: dict[str, int] = {
             "messages": 0,
             "readings": 0,
@@ -145,31 +84,28 @@ class AnalyticsService:
             "replayed": 0,
             "db_errors": 0,
         }
-        self._queue: deque[_Msg] = deque()
-        self._queued = 0
-        self._cv = threading.Condition()
         self._stopping = threading.Event()
+        self.batcher = Batcher(
+            batch_ms=settings.analytics_batch_ms,
+            batch_max=settings.analytics_batch_max,
+            queue_max=settings.analytics_queue_max,
+            stopping=self._stopping,
+        )
         self._kinds: dict[str, SensorKind] = {}
         self._status: dict[str, str] = {}
         self._pending_signals: list[Signal] = []
         self._pending_upgrades: list[Upgrade] = []
         self._pending_derived: list[Reading] = []
-        self._conn: psycopg.Connection[Any] | None = None
-        self._retry_at = 0.0
-        self._backoff = 0.5
+        self.db = Database(settings.dsn, self._stopping, self._reconnected)
         self.lifecycle: Lifecycle | None = None
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
-        self._saver: threading.Thread | None = None
+        self.checkpoints = Checkpointer(
+            settings.dsn, self.partition.index, self.partition.count, self._checkpoint_written
+        )
         self._http: Any = None
         self.connected = threading.Event()
         self.ready = threading.Event()
-
-    # -- names -------------------------------------------------------------------------
-
-    def _state_name(self, name: str) -> str:
-        p = self.partition
-        return f"analytics/{p.index}of{p.count}/{name}"
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -184,7 +120,9 @@ class AnalyticsService:
             except OSError as exc:
                 logger.warning("metrics port %d: %s", s.analytics_metrics_port, exc)
         self.prepare()
-        self._client = self._mqtt()
+        self._client = make_client(
+            self.settings, self._on_connect, self._on_disconnect, self._on_message
+        )
         self._worker = threading.Thread(target=self._run, name="analytics-worker", daemon=True)
         self._worker.start()
         self.ready.set()
@@ -197,7 +135,7 @@ class AnalyticsService:
     def prepare(self) -> None:
         """Everything but MQTT: database, registry, lifecycle, checkpoint, replay of history."""
         s = self.settings
-        conn = self._connect_db(wait=True)
+        conn = self.db.connect(wait=True)
         migrate(conn)
         conn.autocommit = True
         self._refresh_registry()
@@ -211,7 +149,7 @@ class AnalyticsService:
             cooldown_s=s.analytics_cooldown_s,
             stale_resolve_s=s.analytics_stale_resolve_s,
         )
-        restored = self._restore(conn)
+        restored = self.checkpoints.restore(conn, self.pipeline, self.partition.label)
         self.lifecycle.load(self.pipeline.clock.now())
         if restored is not None:
             self.lifecycle.set_state(restored)
@@ -223,18 +161,16 @@ class AnalyticsService:
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
-        with self._cv:
-            self._cv.notify_all()
+        self.batcher.wake()
         if self._worker is not None:
             self._worker.join(timeout=60)
-        if self._saver is not None:
-            self._saver.join(timeout=60)
-        if self._conn is not None and not self._conn.closed:
+        self.checkpoints.join(timeout=60)
+        if self.db.is_open():
             try:
                 self._checkpoint(background=False)
             except psycopg.Error as exc:
                 logger.warning("final checkpoint failed: %s", exc)
-            self._conn.close()
+            self.db.close()
         if self._http is not None:
             server, thread = self._http
             server.shutdown()
@@ -252,52 +188,18 @@ class AnalyticsService:
 
     # -- database ------------------------------------------------------------------------
 
-    def _connect_db(self, wait: bool) -> psycopg.Connection[Any]:
-        delay = 0.5
-        while True:
-            try:
-                conn = psycopg.connect(self.settings.dsn, autocommit=True, connect_timeout=5)
-                self._conn = conn
-                return conn
-            except psycopg.OperationalError as exc:
-                if not wait or self._stopping.is_set():
-                    raise
-                logger.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
-    def _db(self) -> psycopg.Connection[Any] | None:
-        """The connection, reconnecting (with backoff) after a failure."""
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        if time.monotonic() < self._retry_at:
-            return None
-        try:
-            conn = self._connect_db(wait=False)
-        except psycopg.OperationalError as exc:
-            self._retry_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, 30.0)
-            logger.warning("database still unavailable: %s", exc)
-            return None
-        self._backoff = 0.5
+    def _reconnected(self, conn: psycopg.Connection[Any]) -> None:
         assert self.lifecycle is not None
         self.lifecycle.conn = conn
         self.lifecycle.load(self.pipeline.clock.now())
-        logger.info("database connection restored")
-        return conn
 
     def _db_failed(self, exc: Exception) -> None:
         self.counts["db_errors"] += 1
         self.metrics.db_errors.inc()
-        logger.warning("database error: %s", exc)
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
-        self._retry_at = time.monotonic() + self._backoff
+        self.db.failed(exc)
 
     def _refresh_registry(self) -> None:
-        conn = self._db()
+        conn = self.db.get()
         if conn is None:
             return
         try:
@@ -308,7 +210,7 @@ class AnalyticsService:
         merged = {**self.ctx.sensors, **sensors}
         if merged != self.ctx.sensors:
             self.ctx.sensors = merged
-        health = self.pipeline.health
+        health = health_stage(self.pipeline)
         now = self.pipeline.clock.now()
         for sid, st in status.items():
             if st != self._status.get(sid) and st in ("online", "offline"):
@@ -318,48 +220,14 @@ class AnalyticsService:
 
     # -- checkpoints and replay ----------------------------------------------------------
 
-    def _restore(self, conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
-        names = [*self.pipeline.get_states(), "lifecycle"]
-        found = checkpoint.load(conn, [self._state_name(n) for n in names])
-        if not found:
-            logger.info("no checkpoint for partition %s: starting cold", self.partition.label)
-            return None
-        states = {n: found[self._state_name(n)] for n in names if self._state_name(n) in found}
-        self.pipeline.set_states(states)
-        logger.info(
-            "restored checkpoint (%d states), event time %s",
-            len(states),
-            _iso(self.pipeline.watermark),
-        )
-        lifecycle_state: dict[str, Any] = states.get("lifecycle", {})
-        return lifecycle_state
-
     def _checkpoint(self, background: bool = True) -> None:
-        if self._saver is not None and self._saver.is_alive():
-            return  # the previous one is still being written
         states = self.pipeline.get_states()
         if self.lifecycle is not None:
             states["lifecycle"] = self.lifecycle.get_state()
-        rows = []
-        for name, state in states.items():
-            try:
-                rows.append((self._state_name(name), checkpoint.encode_state(state)))
-            except checkpoint.StateCodecError as exc:
-                logger.warning("state %s is not checkpointed: %s", name, exc)
-        if background:
-            self._saver = threading.Thread(target=self._save, args=(rows,), daemon=True)
-            self._saver.start()
-        else:
-            self._save(rows)
+        self.checkpoints.write(states, background)
 
-    def _save(self, rows: list[tuple[str, bytes]]) -> None:
-        try:
-            with psycopg.connect(self.settings.dsn, autocommit=True, connect_timeout=5) as conn:
-                checkpoint.save_encoded(conn, rows)
-            self.counts["checkpoints"] += 1
-            logger.debug("checkpoint written: %d bytes", sum(len(b) for _, b in rows))
-        except psycopg.Error as exc:
-            logger.warning("checkpoint failed: %s", exc)
+    def _checkpoint_written(self) -> None:
+        self.counts["checkpoints"] += 1
 
     def _replay_history(self, conn: psycopg.Connection[Any], restored: bool) -> None:
         """Replay readings stored since the checkpoint (alerts on), or warm up (learn only)."""
@@ -375,31 +243,11 @@ class AnalyticsService:
             return
         n = 0
         started = time.monotonic()
-        with conn.transaction(), conn.cursor(name="ioc_analytics_replay") as cur:
-            cur.itersize = 50_000
-            cur.execute(
-                "SELECT extract(epoch FROM time)::float8, sensor, metric, value FROM readings"
-                " WHERE time > %s AND time <= %s ORDER BY time",
-                (_dt(since), _dt(now + 300)),
-            )
-            while rows := cur.fetchmany(50_000):
-                sensors, metrics, times, values = [], [], [], []
-                for t, sensor, metric, value in rows:
-                    m = METRICS.get(metric)
-                    if m is None or m.derived or not self.partition.owns(sensor):
-                        continue
-                    sensors.append(sensor)
-                    metrics.append(metric)
-                    times.append(t)
-                    values.append(value)
-                if not sensors:
-                    continue
-                batch = Batch(sensors, metrics, np.array(times), np.array(values))
-                res = self.pipeline.process(batch)
-                n += res.readings
-                if not learn_only:
-                    self._pending_signals.extend(res.signals)
-                    self._pending_upgrades.extend(res.upgrades)
+        for res in replay_stored(conn, self.pipeline, self.partition.owns, since, now + 300):
+            n += res.readings
+            if not learn_only:
+                self._pending_signals.extend(res.signals)
+                self._pending_upgrades.extend(res.upgrades)
         self.counts["replayed"] = n
         if not learn_only:
             self._apply_signals()
@@ -407,50 +255,11 @@ class AnalyticsService:
             "%s %d stored readings since %s in %.1f s",
             "learned from" if learn_only else "replayed",
             n,
-            _iso(since),
+            iso_time(since),
             time.monotonic() - started,
         )
 
     # -- MQTT -----------------------------------------------------------------------------
-
-    def _mqtt(self) -> mqtt.Client:
-        s = self.settings
-        addr = s.mqtt
-        v5 = s.analytics_mqtt_protocol == "5"
-        if v5:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=s.client_id,
-                protocol=MQTTProtocolVersion.MQTTv5,
-            )
-        else:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=s.client_id,
-                clean_session=False,
-                protocol=MQTTProtocolVersion.MQTTv311,
-            )
-        if addr.username:
-            client.username_pw_set(addr.username, addr.password)
-        if addr.tls:
-            client.tls_set()
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(1, 30)
-        client.max_queued_messages_set(0)
-        props = None
-        if v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = s.analytics_session_expiry_s
-            props.ReceiveMaximum = 65535
-            client.connect_async(
-                addr.host, addr.port, keepalive=30, clean_start=False, properties=props
-            )
-        else:
-            client.connect_async(addr.host, addr.port, keepalive=30)
-        client.loop_start()
-        return client
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -482,65 +291,26 @@ class AnalyticsService:
 
     def _decode(self, topic: str, payload: bytes, now: float | None = None) -> None:
         self.counts["messages"] += 1
-        try:
-            st = parse_sensor_topic(topic)
-        except IocError:
+        d = decode_message(
+            topic,
+            payload,
+            owns=self.partition.owns,
+            limits=self.settings.limits,
+            now=now,
+            wall=self.wall,
+        )
+        if d.channel is not None:
+            self.metrics.messages.labels(d.channel.value).inc()
+        if d.kind is not None:
+            self._kinds[d.sensor] = d.kind
+        if d.undecodable:
             self._undecodable()
-            return
-        self.metrics.messages.labels(st.channel.value).inc()
-        arrived = time.monotonic()
-        if st.channel is Channel.META:
-            try:
-                meta = decode_meta(st.kind, st.sensor, payload)
-            except IocError:
-                self._undecodable()
-                return
-            if meta is not None:
-                self._put(_Msg(arrived, st.sensor, meta=meta), 0)
-            return
-        if not self.partition.owns(st.sensor):
-            return
-        self._kinds[st.sensor] = st.kind
-        if st.channel is Channel.STATUS:
-            try:
-                status = decode_status(payload, now=now)
-            except IocError:
-                self._undecodable()
-                return
-            self._put(_Msg(arrived, st.sensor, status=status), 0)
-            return
-        try:
-            decoded = decode_readings(st.sensor, payload, now=now, limits=self.settings.limits)
-        except IocError:
-            self._undecodable()
-            return
-        invalid = []
-        for rej in decoded.rejections:
-            if rej.reason in INVALID_REASONS:
-                invalid.append((rej.detail.split(" ", 1)[0], now or self.wall()))
-        if decoded.readings or invalid:
-            self._put(
-                _Msg(arrived, st.sensor, decoded.readings, invalid=invalid), len(decoded.readings)
-            )
+        elif d.msg is not None:
+            self.batcher.put(d.msg)
 
     def _undecodable(self) -> None:
         self.counts["undecodable"] += 1
         self.metrics.undecodable.inc()
-
-    def _put(self, item: _Msg, n: int) -> None:
-        with self._cv:
-            warned = False
-            while self._queued >= self.settings.analytics_queue_max and not self._stopping.is_set():
-                if not warned:
-                    logger.warning(
-                        "analytics queue full (%d readings): slowing the feed", self._queued
-                    )
-                    warned = True
-                self._cv.wait(1.0)
-            self._queue.append(item)
-            self._queued += n
-            if len(self._queue) == 1 or self._queued >= self.settings.analytics_batch_max:
-                self._cv.notify_all()
 
     # -- feeding without MQTT (offline evaluation, tests) ---------------------------
 
@@ -550,10 +320,7 @@ class AnalyticsService:
 
     def drain(self) -> None:
         """Process everything fed so far as one micro-batch, in the caller's thread."""
-        with self._cv:
-            items = list(self._queue)
-            self._queue.clear()
-            self._queued = 0
+        items = self.batcher.take_all()
         if items:
             self._handle(items)
 
@@ -563,34 +330,9 @@ class AnalyticsService:
 
     def close(self) -> None:
         """End an offline run: close the database connection."""
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
+        self.db.close()
 
     # -- the worker -------------------------------------------------------------------
-
-    def _take(self, timeout: float) -> list[_Msg]:
-        linger = self.settings.analytics_batch_ms / 1000.0
-        limit = self.settings.analytics_batch_max
-        with self._cv:
-            if not self._queue:
-                self._cv.wait(timeout)
-            if not self._queue:
-                return []
-            deadline = self._queue[0].arrived + linger
-            while self._queued < limit and not self._stopping.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
-            items = []
-            taken = 0
-            while self._queue and taken < limit:
-                item = self._queue.popleft()
-                taken += len(item.readings)
-                items.append(item)
-            self._queued -= taken
-            self._cv.notify_all()
-            return items
 
     def _run(self) -> None:
         s = self.settings
@@ -600,7 +342,7 @@ class AnalyticsService:
         next_peers = time.monotonic() + 5.0
         while True:
             try:
-                items = self._take(max(0.0, min(next_tick - time.monotonic(), 1.0)))
+                items = self.batcher.take(max(0.0, min(next_tick - time.monotonic(), 1.0)))
                 if items:
                     self._handle(items)
                 mono = time.monotonic()
@@ -621,22 +363,17 @@ class AnalyticsService:
                 logger.exception("analytics worker: unexpected error")
                 time.sleep(0.5)
             if self._stopping.is_set():
-                with self._cv:
-                    if self._queue:
-                        continue
+                if len(self.batcher):
+                    continue
                 self._tick()
                 return
 
-    def _handle(self, items: list[_Msg]) -> None:
+    def _handle(self, items: list[Msg]) -> None:
         started = time.perf_counter()
         metas = [m.meta for m in items if m.meta is not None]
         if metas:
             self.ctx.sensors = {**self.ctx.sensors, **{m.id: m for m in metas}}
-        health = self.pipeline.health
-        sensors: list[str] = []
-        metrics: list[str] = []
-        times: list[float] = []
-        values: list[float] = []
+        health = health_stage(self.pipeline)
         for m in items:
             if m.status is not None:
                 self._status[m.sensor] = m.status[0].value
@@ -645,13 +382,7 @@ class AnalyticsService:
             if health is not None:
                 for metric, t in m.invalid:
                     health.on_invalid(m.sensor, metric, t)
-            for r in m.readings:
-                sensors.append(r.sensor)
-                metrics.append(r.metric)
-                times.append(r.time.timestamp())
-                values.append(r.value)
-        batch = Batch(sensors, metrics, np.array(times, dtype=np.float64), np.array(values))
-        res = self.pipeline.process(batch)
+        res = self.pipeline.process(to_batch(items))
         self.counts["readings"] += res.readings
         self.counts["dropped"] += res.dropped
         self.counts["batches"] += 1
@@ -666,7 +397,7 @@ class AnalyticsService:
         if any(m.status is not None or m.invalid for m in items):
             self._tick()  # status changes surface through the health stage's tick
         self.metrics.batch.observe(time.perf_counter() - started)
-        self.metrics.queue.set(self._queued)
+        self.metrics.queue.set(self.batcher.queued)
 
     def _tick(self) -> None:
         now = self.pipeline.clock.now()
@@ -675,7 +406,7 @@ class AnalyticsService:
         self._pending_upgrades.extend(res.upgrades)
         self._apply_signals()
         self._write_derived(res.derived)
-        if self.lifecycle is None or self._db() is None:
+        if self.lifecycle is None or self.db.get() is None:
             return
         try:
             self._publish(self.lifecycle.tick(now))
@@ -684,17 +415,12 @@ class AnalyticsService:
 
     def _observe_peers(self) -> None:
         """Anomalies the other partitions raised recently, for spatial corroboration."""
-        conn = self._db()
+        conn = self.db.get()
         if conn is None:
             return
         since = self.pipeline.clock.now() - self.settings.analytics_spatial_window_s
         try:
-            rows = conn.execute(
-                "SELECT sensor, metric, extract(epoch FROM updated_at)::float8 FROM alerts"
-                " WHERE alert_class IN ('incident', 'probable_fault') AND updated_at > %s"
-                " AND evidence ? 'corroboration'",
-                (_dt(since),),
-            ).fetchall()
+            rows = corroborated_since(conn, since)
         except psycopg.OperationalError as exc:
             self._db_failed(exc)
             return
@@ -703,7 +429,7 @@ class AnalyticsService:
                 self.pipeline.corroborator.observe(sensor, metric, t)
 
     def _sync_lifecycle(self) -> None:
-        if self.lifecycle is None or self._db() is None:
+        if self.lifecycle is None or self.db.get() is None:
             return
         try:
             self.lifecycle.sync()
@@ -720,7 +446,7 @@ class AnalyticsService:
                 len(signals) - MAX_PENDING_SIGNALS,
             )
             del signals[: len(signals) - MAX_PENDING_SIGNALS]
-        if self.lifecycle is None or self._db() is None:
+        if self.lifecycle is None or self.db.get() is None:
             return
         self.counts["signals"] += len(signals)
         self.metrics.signals.inc(len(signals))
@@ -754,13 +480,13 @@ class AnalyticsService:
         self._pending_derived.extend(rows)
         if not self._pending_derived:
             return
-        conn = self._db()
+        conn = self.db.get()
         if conn is None:
             del self._pending_derived[: max(0, len(self._pending_derived) - 100_000)]
             return
         rows = self._pending_derived
         try:
-            _insert_readings(conn, rows)
+            insert_readings(conn, rows)
         except psycopg.OperationalError as exc:
             self._db_failed(exc)
             return
@@ -769,27 +495,3 @@ class AnalyticsService:
         else:
             self.counts["derived"] += len(rows)
         self._pending_derived = []
-
-
-def _insert_readings(conn: psycopg.Connection[Any], rows: list[Reading]) -> None:
-    sql = (
-        "INSERT INTO readings (time, sensor, metric, value) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT DO NOTHING"
-    )
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(sql, rows)
-    except psycopg.errors.CheckViolation:  # no partition for a row: create them, once
-        lo = min(r.time for r in rows)
-        hi = max(r.time for r in rows)
-        conn.execute("SELECT ioc_ensure_partitions(%s, %s)", (lo, hi))
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(sql, rows)
-
-
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-def _iso(t: float) -> str:
-    return _dt(t).isoformat() if np.isfinite(t) else "never"

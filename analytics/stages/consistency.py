@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import Batch, Signal
+from analytics.engine.base import Batch, Signal
 from core.types import AlertClass, Severity
 
 RULE = "health.inconsistent"

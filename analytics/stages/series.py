@@ -1,7 +1,7 @@
 """The series stage: one univariate detector over every (sensor, metric) series, thresholded into signals.
 
 Each (sensor, metric) gets a slot; a micro-batch is split into rounds in which
-each slot appears once (``analytics.base.rounds``) and each round is one
+each slot appears once (``analytics.engine.base.rounds``) and each round is one
 vectorised ``score_learn`` call of the detector for all series at once.  Scores
 become signals with a threshold and a debounce: an episode opens after
 ``debounce`` anomalous readings, stays active while readings are anomalous or
@@ -9,19 +9,20 @@ outside the series' expected range (a robust running band frozen while the
 episode lasts, for at most ``max_hold_s``), and clears after ``clear``
 consecutive normal readings.  The detector is pluggable: ``auto`` is the
 project's default detector from ``analytics.detectors``, ``robust_z`` the small
-placeholder below.  Detectors of this project put their alarm level at score 0.5.
+fallback in ``analytics.detectors.robust_z``.  Detectors of this project put their alarm level at score 0.5.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from analytics.base import (
+from analytics.detectors import make_detector
+from analytics.detectors.robust_z import RobustZ
+from analytics.engine.base import (
     Batch,
     Context,
     Detector,
@@ -32,224 +33,27 @@ from analytics.base import (
     StageOutput,
     rounds,
 )
+from analytics.engine.slots import Columns, SensorIndex, SeriesIndex
 from core.metrics import METRICS
-from core.types import Severity
+from core.types import UTC_OFFSET_S, Severity
 
 logger = logging.getLogger(__name__)
 
 RULE = "series.anomaly"
-HANOI_UTC_OFFSET_S = 7 * 3600.0
-
-
-class Columns:
-    """Per-slot numpy columns that grow (doubling) as new slots appear."""
-
-    def __init__(self, spec: Mapping[str, tuple[type, float]]) -> None:
-        self.spec = dict(spec)
-        self.size = 0
-        self.cols: dict[str, np.ndarray[Any, Any]] = {
-            k: np.full(0, fill, dtype=dt) for k, (dt, fill) in self.spec.items()
-        }
-
-    def ensure(self, n: int) -> None:
-        if n <= self.size:
-            return
-        cap = max(64, 2 * self.size, n)
-        for k, (dt, fill) in self.spec.items():
-            new: np.ndarray[Any, Any] = np.full(cap, fill, dtype=dt)
-            new[: self.size] = self.cols[k][: self.size]
-            self.cols[k] = new
-        self.size = cap
-
-    def __getitem__(self, key: str) -> np.ndarray[Any, Any]:
-        return self.cols[key]
-
-    def get_state(self) -> dict[str, Any]:
-        return {k: v.copy() for k, v in self.cols.items()}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        sizes = {len(np.asarray(state[k])) for k in self.spec}
-        if len(sizes) != 1:
-            raise ValueError("checkpointed columns differ in length")
-        self.size = sizes.pop()
-        self.cols = {k: np.array(state[k], dtype=dt) for k, (dt, _) in self.spec.items()}
-
-
-class SeriesIndex:
-    """Maps (sensor, metric) to small integer slots, in order of first appearance.
-
-    Stages of one pipeline may share an index (``Pipeline`` does so): the slots of a
-    batch are then looked up once, the later lookups of the same batch are free.
-    """
-
-    def __init__(self, keys: Iterable[Sequence[str]] = ()) -> None:
-        self.keys: list[tuple[str, str]] = []
-        self._slots: dict[tuple[str, str], int] = {}
-        self._memo: tuple[Sequence[str], Sequence[str], IntArray] | None = None
-        for s, m in keys:
-            self.slot(s, m)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def slot(self, sensor: str, metric: str) -> int:
-        key = (sensor, metric)
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = len(self.keys)
-            self.keys.append(key)
-        return slot
-
-    def lookup(self, sensors: Sequence[str], metrics: Sequence[str]) -> IntArray:
-        memo = self._memo
-        if memo is not None and memo[0] is sensors and memo[1] is metrics:
-            return memo[2]
-        get = self._slots.get
-        found = [get(k, -1) for k in zip(sensors, metrics, strict=True)]
-        if -1 in found:
-            found = [
-                f if f >= 0 else self.slot(s, m)
-                for f, s, m in zip(found, sensors, metrics, strict=True)
-            ]
-        out = np.array(found, dtype=np.int64)
-        self._memo = (sensors, metrics, out)
-        return out
-
-    def restore(self, keys: Iterable[Sequence[str]]) -> None:
-        """Hold these keys first, in place (the index may be shared); they must agree."""
-        wanted = [(str(s), str(m)) for s, m in keys]
-        n = min(len(wanted), len(self.keys))
-        if self.keys[:n] != wanted[:n]:
-            raise ValueError("the checkpoint's series differ from this index")
-        for s, m in wanted[n:]:
-            self.slot(s, m)
-        self._memo = None
-
-    def get_state(self) -> list[list[str]]:
-        return [[s, m] for s, m in self.keys]
-
-
-class SensorIndex:
-    """Maps sensor ids to small integer codes (shareable like ``SeriesIndex``)."""
-
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        self.names: list[str] = []
-        self.codes: dict[str, int] = {}
-        self._memo: tuple[Sequence[str], IntArray] | None = None
-        for n in names:
-            self.code(n)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def code(self, name: str) -> int:
-        c = self.codes.get(name)
-        if c is None:
-            c = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return c
-
-    def lookup(self, sensors: Sequence[str]) -> IntArray:
-        memo = self._memo
-        if memo is not None and memo[0] is sensors:
-            return memo[1]
-        get = self.codes.get
-        found = [get(s, -1) for s in sensors]
-        if -1 in found:
-            found = [f if f >= 0 else self.code(s) for f, s in zip(found, sensors, strict=True)]
-        out = np.array(found, dtype=np.int64)
-        self._memo = (sensors, out)
-        return out
-
-    def restore(self, names: Iterable[str]) -> None:
-        wanted = [str(n) for n in names]
-        n = min(len(wanted), len(self.names))
-        if self.names[:n] != wanted[:n]:
-            raise ValueError("the checkpoint's sensors differ from this index")
-        for name in wanted[n:]:
-            self.code(name)
-        self._memo = None
-
-
-class RobustZ(Detector):
-    """Placeholder detector: distance from an exponentially weighted mean in robust deviations.
-
-    Score ``z / (z + z_half)`` with ``z = |x - mean| / (1.4826 · MAD)``, so 0.5 (the
-    project's alarm level) is ``z_half`` deviations; innovations are clipped at
-    ``clip`` deviations so that an outlier barely moves the baseline.
-    """
-
-    name: ClassVar[str] = "robust_z"
-
-    def __init__(
-        self,
-        alpha: float = 0.02,
-        warmup: int = 30,
-        clip: float = 4.0,
-        z_half: float = 4.0,
-        seed: int = 0,
-    ) -> None:
-        self.alpha = alpha
-        self.warmup = warmup
-        self.clip = clip
-        self.z_half = z_half
-        self.seed = seed
-        self._c = Columns({"n": (np.int64, 0), "mean": (np.float64, 0.0), "mad": (np.float64, 0.0)})
-
-    def score_learn(self, slots: IntArray, times: FloatArray, values: FloatArray) -> FloatArray:
-        out = np.zeros(slots.size, dtype=np.float64)
-        ok = np.isfinite(values)
-        if not ok.any():
-            return out
-        s, x = slots[ok], values[ok]
-        self._c.ensure(int(s.max()) + 1)
-        n, mean, mad = self._c["n"][s], self._c["mean"][s], self._c["mad"][s]
-        sigma = 1.4826 * mad + 1e-6 * (1.0 + np.abs(mean))
-        d = x - mean
-        z = np.abs(d) / sigma
-        z = np.minimum(z, 1e9)
-        out[ok] = np.where(n >= self.warmup, z / (z + self.z_half), 0.0)
-        a = np.maximum(self.alpha, 1.0 / (n + 1.0))
-        dc = np.where(n >= 3, np.clip(d, -self.clip * sigma, self.clip * sigma), d)
-        self._c["mean"][s] = mean + a * dc
-        self._c["mad"][s] = mad + a * (np.abs(dc) - mad)
-        self._c["n"][s] = n + 1
-        return out
-
-    def get_state(self) -> dict[str, Any]:
-        return self._c.get_state()
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self._c.set_state(state)
 
 
 def make_series_detector(spec: str = "auto", seed: int = 0) -> Detector:
-    """``auto``: the project's default detector (``analytics.detectors``) if present, else
-    ``robust_z``; ``robust_z``; a name known to ``analytics.detectors``; or ``module:Class``."""
+    """``auto``: the project's default detector (``analytics.detectors``); ``robust_z``; or
+    a name in the ``analytics.detectors.DETECTORS`` registry."""
     if spec == RobustZ.name:
         return RobustZ(seed=seed)
-    if ":" in spec:
-        module, _, cls = spec.partition(":")
-        factory = getattr(importlib.import_module(module), cls)
-        det = factory()
-        if not isinstance(det, Detector):
-            raise TypeError(f"{spec} is not an analytics.base.Detector")
-        return det
-    try:
-        detectors = importlib.import_module("analytics.detectors")
-    except ImportError:
-        if spec != "auto":
-            raise
-        logger.warning("analytics.detectors is missing: the series stage uses robust_z")
-        return RobustZ(seed=seed)
-    make = detectors.make_detector
     args = () if spec == "auto" else (spec,)
     try:  # daily and weekly profiles in Hanoi time, where the detector has them
-        det = make(*args, tz_offset_s=HANOI_UTC_OFFSET_S, seed=seed)
+        det = make_detector(*args, tz_offset_s=float(UTC_OFFSET_S), seed=seed)
     except TypeError:
-        det = make(*args)
+        det = make_detector(*args)
     if not isinstance(det, Detector):
-        raise TypeError(f"detector {spec!r} is not an analytics.base.Detector")
+        raise TypeError(f"detector {spec!r} is not an analytics.engine.base.Detector")
     return det
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics.base import Detector, FloatArray
 from analytics.detectors import DETECTORS, make_detector
+from analytics.engine.base import Detector, FloatArray
 
 logger = logging.getLogger(__name__)
 

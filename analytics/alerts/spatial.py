@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.base import Signal
+from analytics.engine.base import Signal
 from core.types import AlertClass, Sensor, SensorKind
 
 EARTH_RADIUS_KM = 6371.0088

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics import nab
-from analytics.base import Detector, FloatArray
 from analytics.detectors import DETECTORS, make_detector
-from analytics.offline import Series, parse_times, read_series, run_detector
+from analytics.engine.base import Detector, FloatArray
+from analytics.eval import nab, scenario
+from analytics.eval.offline import Series, parse_times, read_series, run_detector
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +174,6 @@ def main(argv: list[str]) -> int:
     if command == "nab":
         return _nab_main(rest)
     if command == "scenario":
-        module = importlib.import_module("analytics.scenario_eval")
-        return int(module.main(rest) or 0)
+        return int(scenario.main(rest) or 0)
     print(f"ioc eval: unknown subcommand {command!r} (nab | scenario)", file=sys.stderr)
     return 2

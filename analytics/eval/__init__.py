@@ -1,0 +1,1 @@
+"""Offline evaluation: NAB scoring, offline CSV detection and simulated-scenario evaluation."""

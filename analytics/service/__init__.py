@@ -1,0 +1,1 @@
+"""The live service: MQTT in, micro-batches through the pipeline, alerts and checkpoints out."""

@@ -1,0 +1,1 @@
+"""The pipeline stages: rules, series, health (with consistency), AQI, fire risk, camera; their registry."""
