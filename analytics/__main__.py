@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--partition", help="i/n: this instance's share of the sensors")
     parser.add_argument("--rules", type=Path, help="rules file (TOML, JSON or YAML)")
-    parser.add_argument("--detector", help="series detector: auto, robust_z, a name, module:Class")
+    parser.add_argument(
+        "--detector", help="series detector: auto, robust_z, or a name of analytics.detectors"
+    )
     parser.add_argument(
         "--check-rules", action="store_true", help="validate the rules, list them and exit"
     )

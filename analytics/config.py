@@ -94,7 +94,7 @@ class AnalyticsSettings(Settings):
     analytics_detector: str = Field(
         default="auto",
         description="series detector: auto (the project's default), robust_z, a name from "
-        "analytics.detectors, or module:Class",
+        "analytics.detectors",
     )
     analytics_series_threshold: float = Field(
         default=0.6,

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,8 @@ from core.codecs import encode_native
 from core.db import migrate
 from core.settings import parse_mqtt_url
 from core.topics import data_topic
+from ioc.embedded import find_mosquitto
+from tests.support.servers import private_mosquitto
 
 T0 = 1_763_769_600.0
 CAMERA = (
@@ -123,45 +123,12 @@ def throughput(
 # -- latency ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def private_broker() -> Iterator[str]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
+    if find_mosquitto() is None:
         raise RuntimeError("mosquitto is not installed: give --mqtt-url")
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="ioc-bench-mqtt-") as tmp:
-        conf = Path(tmp) / "mosquitto.conf"
-        lines = [
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
-            "max_queued_messages 1000000",
-            "max_inflight_messages 1000",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                time.sleep(0.05)
-            yield f"mqtt://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with private_mosquitto(max_queued=1_000_000) as server:
+        yield server.url
 
 
 def _client(url: str, client_id: str = "") -> mqtt.Client:

@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 from api.auth import hash_token, new_token
 from api.config import ApiSettings
 from core.db import migrate
+from ioc.embedded import free_port
 
 BENCH_WS_DB = "ioc_bench_api"
 BENCH_QUERY_DB = "ioc_bench_readings"
@@ -68,14 +69,6 @@ def _token(url: str, role: str = "admin") -> str:
     return token
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children (Linux /proc), in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -101,7 +94,7 @@ SERVER_PID: list[int] = []
 @contextlib.contextmanager
 def api_server(url: str, workers: int = 1, **env: str) -> Iterator[str]:
     """``ioc api [--workers N]`` in processes of its own; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     environ = {
         **os.environ,
         "IOC_DATABASE_URL": url,

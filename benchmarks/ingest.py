@@ -21,12 +21,9 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -43,6 +40,8 @@ import psycopg
 from core.codecs import DEFAULT_LIMITS, encode_senml
 from core.db import migrate
 from core.settings import Settings, parse_mqtt_url
+from ioc.embedded import free_port
+from tests.support.servers import private_mosquitto
 
 METRICS = ("pm25", "pm10", "no2", "o3", "co")
 _MPCTX = mp.get_context("spawn")
@@ -171,48 +170,11 @@ def _bare_subscriber(
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
-
-
 @contextlib.contextmanager
 def private_broker() -> Iterator[str]:
     """A throw-away Mosquitto with room for a backlog; yields its URL."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with tempfile.TemporaryDirectory(prefix="ioc-bench-") as tmp:
-        port = _free_port()
-        conf = Path(tmp) / "mosquitto.conf"
-        lines = [
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
-            "max_queued_messages 4000000",
-            "max_queued_bytes 0",
-            "max_inflight_messages 1000",
-            "message_size_limit 16777216",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            _wait_port(port)
-            yield f"mqtt://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with private_mosquitto(max_queued=4_000_000) as server:
+        yield server.url
 
 
 @contextlib.contextmanager
@@ -339,7 +301,7 @@ def broker_ceiling(
 
 def db_ceiling(dsn: str, sc: Scenario, base_ms: int, batch_rows: int, batch_messages: int) -> float:
     """COPY of the same rows, in the batches the ingestor would make, one commit each."""
-    from ingest.fastpath import fast_decode
+    from core.columnar import fast_decode
     from ingest.rows import RowBuffer, SeriesTable
     from ingest.store import ReadingsWriter
 
@@ -377,7 +339,7 @@ class IngestorProcess:
     """``python -m ingest`` with its metrics scraped and its RSS sampled."""
 
     def __init__(self, url: str, dsn: str, extra_env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             "IOC_MQTT_URL": url,

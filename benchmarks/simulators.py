@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import functools
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,9 +33,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.codecs import encode_native
 from core.settings import MqttAddress
 from core.types import DISPLAY_TZ
+from ioc.embedded import find_mosquitto
 from simulators.build import SimConfig, build_engine
 from simulators.publisher import FileSink, MqttSink
 from simulators.runner import Runner, RunOptions
+from tests.support.servers import private_mosquitto
 
 TARGET_READINGS_PER_S = 50_000
 START = "2026-11-23T07:00:00"  # a Monday at the morning peak: every camera busy
@@ -69,12 +69,6 @@ class Result:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True, slots=True)
 class Broker:
     addr: MqttAddress
@@ -92,36 +86,13 @@ class Broker:
 @contextlib.contextmanager
 def mosquitto() -> Iterator[Broker]:
     """A throw-away Mosquitto on a free port (no persistence: we measure the publisher)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
+    if find_mosquitto() is None:
         raise SystemExit(
             "ioc bench simulate: mosquitto is not installed (apt-get install mosquitto)"
         )
-    with tempfile.TemporaryDirectory(prefix="ioc-bench-") as tmp:
-        port = _free_port()
-        conf = Path(tmp) / "mosquitto.conf"
-        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 0"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit("ioc bench simulate: mosquitto did not start")
-                time.sleep(0.05)
-            yield Broker(MqttAddress("127.0.0.1", port, None, None, False), proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with private_mosquitto(max_queued=0) as server:
+        assert server.proc is not None
+        yield Broker(MqttAddress("127.0.0.1", server.port, None, None, False), server.proc.pid)
 
 
 def baseline(addr: MqttAddress, n: int, window: int) -> Result:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from core.codecs import Limits, Rejection, decode_meta, decode_readings, decode_status
+from core.codecs import Limits, Rejection, decode_meta, decode_status
+from core.columnar import Columns, decode_columns
 from core.errors import PayloadError, TopicError
 from core.topics import parse_sensor_topic
 from core.types import DeviceStatus, Sensor, SensorKind
-from ingest.fastpath import Columns, fast_decode
-
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
 
 BAD = "bad"  # channel of a message whose topic is not a sensor topic
 _MAX_TOPICS = 500_000
@@ -68,16 +65,7 @@ def decode_message(
     msg.channel, msg.sensor, msg.kind = parsed
     try:
         if channel == "data":
-            cols = fast_decode(sensor, payload, now, limits)
-            if cols is None:
-                decoded = decode_readings(sensor, payload, now=now, limits=limits)
-                cols = Columns(decoded.format)
-                for r in decoded.readings:
-                    cols.us.append((r.time - _PG_EPOCH) // _ONE_US)
-                    cols.values.append(r.value)
-                    cols.metrics.append(r.metric)
-                msg.rejections = decoded.rejections
-            msg.cols = cols
+            msg.cols, msg.rejections = decode_columns(sensor, payload, now, limits)
         elif channel == "meta":
             if b"\\u0000" in payload:
                 raise PayloadError("bad_meta", "meta holds a NUL character (\\u0000)")

@@ -16,13 +16,14 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import errors as pgerr
 from psycopg.types.json import Jsonb
 
+from core.columnar import PG_EPOCH
 from core.types import Sensor
 from ingest.inbound import DeadLetter
 from ingest.rows import COPY_COLUMNS, RowBuffer, Scratch, SeriesTable
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 STAGING = "ioc_ingest_staging"
 
 _UPSERT_META = """
@@ -74,7 +74,7 @@ WHERE s.id = u.id AND (s.last_seen_at IS NULL OR s.last_seen_at < u.t)
 
 
 def pg_time(us: int) -> datetime:
-    return _PG_EPOCH + timedelta(microseconds=us)
+    return PG_EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(slots=True)

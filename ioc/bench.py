@@ -13,6 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+# benchmarks/ (and the tests' server harness it uses) live in the source checkout, not
+# in the installed packages: ``ioc bench`` runs from a checkout
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 # benchmark name -> module whose main(argv) runs it
 BENCHES: dict[str, str] = {
@@ -27,8 +32,14 @@ BENCHES: dict[str, str] = {
 }
 
 
+def _checkout_on_path() -> None:
+    if (CHECKOUT / "benchmarks").is_dir() and str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+
+
 def _load(name: str) -> Callable[[list[str]], int | None] | None:
     module = BENCHES[name]
+    _checkout_on_path()
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:

@@ -14,14 +14,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
 from analytics.engine.base import Batch
-from core.codecs import Limits, decode_meta, decode_readings, decode_status
+from core.codecs import Limits, decode_meta, decode_status
+from core.columnar import PG_EPOCH_S, Columns, decode_columns
 from core.errors import IocError
 from core.topics import Channel, parse_sensor_topic
-from core.types import DeviceStatus, Reading, Sensor, SensorKind
+from core.types import DeviceStatus, Sensor, SensorKind
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,14 @@ class Msg:
 
     arrived: float  # monotonic
     sensor: str
-    readings: list[Reading] = field(default_factory=list)
+    cols: Columns | None = None  # readings; times in microseconds since 2000-01-01 UTC
     meta: Sensor | None = None
     status: tuple[DeviceStatus, float] | None = None
     invalid: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return 0 if self.cols is None else len(self.cols.us)
 
 
 @dataclass(slots=True)
@@ -83,16 +89,18 @@ def decode_message(
             return Decoded(st.channel, st.sensor, kind=st.kind, undecodable=True)
         return Decoded(st.channel, st.sensor, Msg(arrived, st.sensor, status=status), st.kind)
     try:
-        decoded = decode_readings(st.sensor, payload, now=now, limits=limits)
+        cols, rejections = decode_columns(
+            st.sensor, payload, wall() if now is None else now, limits
+        )
     except IocError:
         return Decoded(st.channel, st.sensor, kind=st.kind, undecodable=True)
     invalid = [
         (rej.detail.split(" ", 1)[0], now or wall())
-        for rej in decoded.rejections
+        for rej in rejections
         if rej.reason in INVALID_REASONS
     ]
-    if decoded.readings or invalid:
-        msg = Msg(arrived, st.sensor, decoded.readings, invalid=invalid)
+    if cols.us or invalid:
+        msg = Msg(arrived, st.sensor, cols, invalid=invalid)
         return Decoded(st.channel, st.sensor, msg, st.kind)
     return Decoded(st.channel, st.sensor, kind=st.kind)
 
@@ -116,7 +124,7 @@ class Batcher:
             return len(self._queue)
 
     def put(self, item: Msg) -> None:
-        n = len(item.readings)
+        n = item.count
         with self._cv:
             warned = False
             while self.queued >= self.queue_max and not self.stopping.is_set():
@@ -149,7 +157,7 @@ class Batcher:
             taken = 0
             while self._queue and taken < limit:
                 item = self._queue.popleft()
-                taken += len(item.readings)
+                taken += item.count
                 items.append(item)
             self.queued -= taken
             self._cv.notify_all()
@@ -170,15 +178,16 @@ class Batcher:
 
 
 def to_batch(items: list[Msg]) -> Batch:
-    """The readings of the messages as one batch of columns."""
+    """The readings of the messages as one batch of columns (times in Unix seconds)."""
     sensors: list[str] = []
     metrics: list[str] = []
-    times: list[float] = []
+    us: list[int] = []
     values: list[float] = []
     for m in items:
-        for r in m.readings:
-            sensors.append(r.sensor)
-            metrics.append(r.metric)
-            times.append(r.time.timestamp())
-            values.append(r.value)
-    return Batch(sensors, metrics, np.array(times, dtype=np.float64), np.array(values))
+        if m.cols is not None and m.cols.us:
+            sensors.extend(repeat(m.sensor, len(m.cols.us)))
+            metrics.extend(m.cols.metrics)
+            us.extend(m.cols.us)
+            values.extend(m.cols.values)
+    times = (np.array(us, dtype=np.int64) + PG_EPOCH_S * 1_000_000) / 1e6
+    return Batch(sensors, metrics, times, np.array(values, dtype=np.float64))

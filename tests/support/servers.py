@@ -15,17 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ioc.embedded import find_mosquitto, free_port
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
@@ -179,12 +176,25 @@ class PostgresServer:
 
 
 class MosquittoServer:
-    """A throw-away Mosquitto broker with a backlog big enough for the loss tests."""
+    """A throw-away Mosquitto broker with a backlog big enough for the loss tests.
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    ``persistence=False`` and ``max_queued`` (0: unlimited) suit the benchmarks.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
+        *,
+        persistence: bool = True,
+        max_queued: int = 2_000_000,
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.persistence = persistence
+        self.max_queued = max_queued
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
@@ -194,10 +204,10 @@ class MosquittoServer:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
-            "persistence true",
+            f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
-            "max_queued_messages 2000000",
+            f"max_queued_messages {self.max_queued}",
             "max_queued_bytes 0",
             "max_inflight_messages 1000",
             "message_size_limit 16777216",
@@ -212,7 +222,9 @@ class MosquittoServer:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        binary = find_mosquitto()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -242,3 +254,28 @@ def running(server: PostgresServer | MosquittoServer) -> Iterator[PostgresServer
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def private_mosquitto(
+    *, persistence: bool = False, max_queued: int = 2_000_000
+) -> Iterator[MosquittoServer]:
+    """A started throw-away Mosquitto in a temporary directory, stopped and removed after."""
+    with tempfile.TemporaryDirectory(prefix="ioc-mqtt-") as tmp:
+        server = MosquittoServer(Path(tmp), persistence=persistence, max_queued=max_queued)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+__all__ = [
+    "MosquittoServer",
+    "PostgresServer",
+    "free_port",
+    "pg_bindir",
+    "private_mosquitto",
+    "running",
+    "wait_port",
+]

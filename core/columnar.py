@@ -1,4 +1,4 @@
-"""Fast decoding of well-formed native and SenML payloads straight into column lists.
+"""Fast decoding of well-formed native and SenML payloads straight into column lists (ingest and analytics).
 
 ``core.codecs.decode_readings`` is the contract: it says what is accepted and why
 the rest is rejected.  It builds a ``datetime`` per reading, which costs more than
@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from core.codecs import FIWARE_TYPES, Limits, parse_time
+from core.codecs import FIWARE_TYPES, Limits, Rejection, decode_readings, parse_time
 from core.metrics import METRICS
 
-PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
+PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds: PostgreSQL's epoch
+PG_EPOCH = datetime.fromtimestamp(PG_EPOCH_S, UTC)
 _PG_EPOCH_US = PG_EPOCH_S * 1_000_000
+_ONE_US = timedelta(microseconds=1)
 _SENML_REL = 2.0**28  # RFC 8428: times below this are relative to now
 
 # metric -> (low, high) for metrics a device may send
@@ -84,6 +87,24 @@ def fast_decode(sensor: str, payload: bytes, now: float, limits: Limits) -> Colu
     except Exception:  # anything surprising: let the core decoder say what it is
         return None
     return None
+
+
+def decode_columns(
+    sensor: str, payload: bytes, now: float, limits: Limits
+) -> tuple[Columns, list[Rejection]]:
+    """A data payload in columns, with its rejections: the fast path when every entry is
+    good, else ``core.codecs.decode_readings`` (which raises ``PayloadError`` for a payload
+    it rejects as a whole)."""
+    cols = fast_decode(sensor, payload, now, limits)
+    if cols is not None:
+        return cols, []
+    decoded = decode_readings(sensor, payload, now=now, limits=limits)
+    cols = Columns(decoded.format)
+    for r in decoded.readings:
+        cols.us.append((r.time - PG_EPOCH) // _ONE_US)
+        cols.values.append(r.value)
+        cols.metrics.append(r.metric)
+    return cols, decoded.rejections
 
 
 # within this many seconds of 1970 (until 2039) integer milliseconds times 1000 are exactly

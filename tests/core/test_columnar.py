@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from core.codecs import DEFAULT_LIMITS, Limits, decode_readings, encode_native, encode_senml
+from core.columnar import PG_EPOCH_S, fast_decode, to_pg_us
 from core.errors import PayloadError
 from core.metrics import METRICS
-from ingest.fastpath import PG_EPOCH_S, fast_decode, to_pg_us
 
 NOW = 1_790_000_000.0  # a fixed "now" (2026-09)
 SENSOR = "aq-01"
