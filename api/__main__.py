@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api.config import ApiSettings
 from api.main import create_app
+from api.server import uvicorn_options
 from core.logs import setup_logging
 
 
@@ -46,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     common: dict[str, object] = {
         "host": settings.api_host,
         "port": settings.api_port,
-        "log_config": None,
-        "proxy_headers": True,
-        "ws_max_size": 64 * 1024,
-        "ws_per_message_deflate": settings.api_ws_deflate,
+        **uvicorn_options(settings),
     }
     if args.workers > 1:
         uvicorn.run("api.__main__:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]

@@ -53,6 +53,18 @@ class ApiSettings(Settings):
     api_ws_max_clients: int = Field(
         default=10_000, ge=1, description="websocket clients per process at most"
     )
+    api_max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4 * 1024,
+        le=1024 * 1024,
+        description="request line and headers of one request at most (then 431)",
+    )
+    api_token_days: float = Field(
+        default=90.0,
+        ge=0,
+        le=3_650,
+        description="lifetime of a new token unless given (0: new tokens never expire)",
+    )
     api_rollup: bool = Field(
         default=True,
         description="keep the hourly rollup api_readings_1h for whole-hour buckets "

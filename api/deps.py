@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from api.auth import Permission, Principal, authenticate
 from api.config import ApiSettings
 from api.params import invalid
+from api.security import PRINCIPAL_KEY
 
 if TYPE_CHECKING:
     from api.readings_stream import ReadingsHub
@@ -61,10 +62,16 @@ ConnDep = Annotated[AsyncConnection[Any], Depends(get_conn)]
 
 
 async def current_user(
-    conn: ConnDep,
+    request: Request,
+    pool: PoolDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return await authenticate(conn, credentials.credentials if credentials else None)
+    """The caller ``AuthFirst`` found before routing (or, outside it, looked up here)."""
+    found: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)
+    if found is not None:
+        return found
+    async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+        return await authenticate(conn, credentials.credentials if credentials else None)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -30,6 +30,7 @@ from api.deps import known_query_only, require
 from api.models import ErrorPublic, Health, Readiness
 from api.readings_stream import ReadingsHub, broker_reachable
 from api.routes import alerts, readings, sensors, tokens, ws
+from api.security import AuthFirst, SecurityHeaders
 from api.stream import AlertHub
 from api.telemetry import MetricsMiddleware
 from core.db import migrate, uses_timescale
@@ -244,7 +245,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(_health_router(settings), dependencies=[Depends(known_query_only)])
     _mount_dashboard(app, Path(settings.api_static_dir) if settings.api_static_dir else STATIC_DIR)
 
-    if settings.api_cors_origins:
+    app.add_middleware(AuthFirst)  # the token before routing, parameters and body
+    if settings.api_cors_origins:  # outside AuthFirst: a 401 carries CORS headers too
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.api_cors_origins,
@@ -254,6 +256,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(ws.WebSocketFastPath)  # outermost: /ws/alerts and /ws/readings
     return app
 

@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 import orjson
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+# a token in a query string (``?token=...``, ``&access_token=...``), a bearer credential, a
+# password in a URL (``mqtt://user:pw@host``), and the websocket sub-protocol that carries one
+_SECRETS = re.compile(
+    r"(?P<q>(?:\b|_)(?:token|access_token|password|passwd|secret)=)[^&\s\"'\\]+"
+    r"|(?P<b>\bBearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|(?P<u>://[^/\s:@\"']+:)[^@\s/\"']+(?=@)"
+    r"|(?P<p>\bioc\.bearer\.)[A-Za-z0-9._~+/=-]+",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every token, bearer credential and URL password replaced by [redacted]."""
+    return _SECRETS.sub(
+        lambda m: (m.group("q") or m.group("b") or m.group("u") or m.group("p")) + REDACTED, text
+    )
+
+
+class RedactingFormatter(logging.Formatter):
+    """Plain text lines with secrets redacted (uvicorn's access and websocket lines included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,7 +50,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
+        return redact(orjson.dumps(doc, default=str).decode())
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -32,7 +58,9 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(
+            RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

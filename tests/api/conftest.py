@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from api.config import ApiSettings
 from api.main import create_app
 from api.models import Role
+from api.server import uvicorn_options
 from api.tokens import create as create_token
 from tests.conftest import TEMPLATE_DB
 from tests.support.servers import MosquittoServer, PostgresServer, free_port
@@ -65,7 +66,7 @@ def start_api(settings: ApiSettings, port: int | None = None) -> LiveApi:
     app = create_app(settings)
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws_max_size=65536
+        app, host="127.0.0.1", port=port, lifespan="on", **uvicorn_options(settings)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -290,7 +290,11 @@ def open_page(browser: Any) -> Iterator[Callable[..., Page]]:
     contexts: list[Any] = []
 
     def factory(width: int = 1920, height: int = 1080) -> Page:
-        ctx = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+        # bypass_csp: wait_for_function evaluates strings, which the dashboard's CSP forbids
+        # (tests/api/test_security.py loads the dashboard under its CSP)
+        ctx = browser.new_context(
+            viewport={"width": width, "height": height}, locale="en-GB", bypass_csp=True
+        )
         contexts.append(ctx)
         return Page(ctx.new_page())
 
