@@ -60,6 +60,13 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def expiry(lifetime: timedelta | None, now: datetime | None = None) -> datetime | None:
+    """When a token made now with ``lifetime`` expires (None: never)."""
+    if lifetime is None or lifetime <= timedelta(0):
+        return None
+    return (now or datetime.now(UTC)) + lifetime
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -75,20 +82,23 @@ def bearer_from_header(value: str | None) -> str | None:
 
 
 async def authenticate(conn: AsyncConnection[Any], token: str | None) -> Principal:
-    """Look the token up by its hash; raise ``AuthError`` if it is missing, unknown or revoked."""
+    """Look the token up by its hash; raise ``AuthError`` if it is missing, unknown, revoked
+    or expired."""
     if not token:
         raise AuthError("missing bearer token: send Authorization: Bearer <token>")
     if len(token) > MAX_TOKEN_CHARS:
         raise AuthError("invalid or revoked token")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT id, name, role, last_used_at FROM api_tokens"
+            "SELECT id, name, role, last_used_at, expires_at <= now() AS expired FROM api_tokens"
             " WHERE token_hash = %s AND revoked_at IS NULL",
             (hash_token(token),),
         )
         row = await cur.fetchone()
         if row is None:
             raise AuthError("invalid or revoked token")
+        if row["expired"]:
+            raise AuthError("the token has expired; ask an administrator for a new one")
         last: datetime | None = row["last_used_at"]
         if last is None or datetime.now(UTC) - last > _TOUCH_EVERY:
             await cur.execute(

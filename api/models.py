@@ -401,6 +401,12 @@ class TokenCreate(BaseModel):
 
     name: TokenName
     role: Role
+    expires_in_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3_650,
+        description="lifetime in days; absent: the server's default (IOC_API_TOKEN_DAYS)",
+    )
 
 
 class TokenPublic(BaseModel):
@@ -411,6 +417,7 @@ class TokenPublic(BaseModel):
     created_by: str | None = Field(examples=["admin"])
     revoked_at: UtcDateTime | None
     last_used_at: UtcDateTime | None
+    expires_at: UtcDateTime | None = Field(description="null: never (tokens older than expiry)")
 
 
 class TokenCreated(TokenPublic):

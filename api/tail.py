@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from core.types import to_display
 
+CLOSE_RESUME_AHEAD = 4409
 FATAL_CODES = {4400: "bad request", 4401: "unauthorized", 4403: "forbidden"}
 _COLOURS = {"critical": "\x1b[1;31m", "warning": "\x1b[33m", "info": "\x1b[36m"}
 
@@ -101,6 +102,10 @@ async def follow(
                 reader.result()  # raises _Closed with the last seq
         except _Closed as exc:
             last = exc.last
+            if exc.code == CLOSE_RESUME_AHEAD:
+                status(f"the server has no event #{last} (its history was reset): "
+                       "events may be missing; starting again from its newest")  # fmt: skip
+                last = None
             if exc.code in FATAL_CODES:
                 status(f"refused ({exc.code} {FATAL_CODES[exc.code]}): {exc.reason}")
                 return 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from psycopg.rows import class_row
 
-from api.auth import hash_token, new_token
-from api.deps import Admin, ConnDep, CurrentUser
+from api.auth import expiry, hash_token, new_token
+from api.deps import Admin, ConnDep, CurrentUser, SettingsDep
 from api.models import Me, TokenCreate, TokenCreated, TokenPublic
 from api.params import DB_INT_MAX
 from api.routes import V1
@@ -16,7 +17,7 @@ from core.errors import NotFoundError
 
 router = APIRouter(prefix=V1, tags=["tokens"])
 
-_COLUMNS = "id, name, role, created_at, created_by, revoked_at, last_used_at"
+_COLUMNS = "id, name, role, created_at, created_by, revoked_at, last_used_at, expires_at"
 
 
 @router.get("/me", response_model=Me, summary="The caller's token name and role")
@@ -42,14 +43,18 @@ async def list_tokens(
     status_code=status.HTTP_201_CREATED,
     summary="Create an API token (admin); the token is shown once",
 )
-async def create_token(conn: ConnDep, user: Admin, body: TokenCreate) -> TokenCreated:
+async def create_token(
+    conn: ConnDep, user: Admin, body: TokenCreate, settings: SettingsDep
+) -> TokenCreated:
     token = new_token()
+    days = body.expires_in_days if body.expires_in_days is not None else settings.api_token_days
     async with conn.cursor(row_factory=class_row(TokenPublic)) as cur:
         await cur.execute(
-            f"INSERT INTO api_tokens (name, role, token_hash, created_by)"
-            f" VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (body.name, body.role.value, hash_token(token), user.name),
-        )
+            f"INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (body.name, body.role.value, hash_token(token), user.name,
+             expiry(timedelta(days=days))),
+        )  # fmt: skip
         row = await cur.fetchone()
     assert row is not None
     return TokenCreated(**row.model_dump(), token=token)

@@ -40,6 +40,7 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008
+CLOSE_RESUME_AHEAD = 4409
 CLOSE_TRY_LATER = 1013
 _SEVERITIES = {s.value for s in Severity}
 _KINDS = {k.value for k in SensorKind}
@@ -87,7 +88,25 @@ def _many(ws: WebSocket, name: str, allowed: set[str] | None = None) -> frozense
     return frozenset(values)
 
 
+ALERT_PARAMS = frozenset({"token", "since", "severity", "kind", "area", "bbox"})
+READINGS_PARAMS = frozenset({"token", "sensor"})
+_SINGLE = frozenset({"token", "since", "bbox", "sensor"})
+
+
+def _check_names(ws: WebSocket, known: frozenset[str]) -> None:
+    """Refuse unknown parameters and a repeated single-valued one (``since=1&since=9``)."""
+    seen: set[str] = set()
+    for key, _ in ws.query_params.multi_items():
+        if key not in known:
+            raise BadParameter(f"unknown parameter {key[:40]}; this stream takes: "
+                               f"{', '.join(sorted(known))}")  # fmt: skip
+        if key in _SINGLE and key in seen:
+            raise BadParameter(f"{key} given more than once")
+        seen.add(key)
+
+
 def _alert_params(ws: WebSocket) -> tuple[int | None, AlertFilter]:
+    _check_names(ws, ALERT_PARAMS)
     since: int | None = None
     raw = ws.query_params.get("since")
     if raw not in (None, ""):
@@ -163,6 +182,16 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
     if len(hub.subscribers) >= settings.api_ws_max_clients:
         await _deny(websocket, CLOSE_TRY_LATER, "too many clients; try again later")
         return
+    if since is not None and since > hub.head:
+        newest = await _newest_seq(websocket)
+        if newest is not None and since > newest:
+            await _deny(
+                websocket,
+                CLOSE_RESUME_AHEAD,
+                f"since {since} is beyond the newest event {newest}: this history was reset; "
+                "reconnect without since",
+            )
+            return
     await websocket.accept()
     sub = AlertSubscriber(settings.api_ws_queue, flt)
     head = hub.register(sub)
@@ -171,6 +200,17 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
         await _serve(websocket, sub, sender, "alerts", settings.api_ws_close_timeout_s)
     finally:
         hub.unregister(sub)
+
+
+async def _newest_seq(ws: WebSocket) -> int | None:
+    """The newest committed seq (the hub may not have read it yet), or None if unknown."""
+    try:
+        async with ws.app.state.pool.connection() as conn:
+            cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM alert_events")
+            row = await cur.fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else 0
 
 
 async def _send_alerts(
@@ -200,6 +240,11 @@ async def ws_readings(websocket: WebSocket, send: Send) -> None:
     settings: ApiSettings = websocket.app.state.settings
     user = await authorize(websocket, Permission.READ)
     if user is None:
+        return
+    try:
+        _check_names(websocket, READINGS_PARAMS)
+    except BadParameter as exc:
+        await _deny(websocket, CLOSE_BAD_REQUEST, str(exc))
         return
     sensor = websocket.query_params.get("sensor", "")
     if not SENSOR_ID_RE.match(sensor):

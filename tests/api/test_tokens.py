@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -82,3 +83,71 @@ def test_last_used_is_recorded(client: httpx.Client, db: psycopg.Connection[Any]
     assert client.get("/api/v1/me").status_code == 200
     row = db.execute("SELECT last_used_at FROM api_tokens WHERE name = 'admin-user'").fetchone()
     assert row is not None and row[0] is not None
+
+
+def test_tokens_expire_and_rotate(
+    live_api: LiveApi,
+    db_url: str,
+    db: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    monkeypatch.setenv("IOC_DATABASE_URL", db_url)
+    me = f"{live_api.url}/api/v1/me"
+    # the default lifetime (IOC_API_TOKEN_DAYS), an explicit one, and never
+    monkeypatch.setenv("IOC_API_TOKEN_DAYS", "10")
+    assert token_main(["create", "--role", "operator", "--name", "default"]) == 0
+    assert token_main(["create", "--role", "operator", "--name", "hours", "--expires", "12h"]) == 0
+    assert (
+        token_main(["create", "--role", "operator", "--name", "forever", "--expires", "never"]) == 0
+    )
+    capsys.readouterr()
+    left = dict(
+        db.execute(
+            "SELECT name, extract(epoch FROM expires_at - now()) / 3600 FROM api_tokens"
+        ).fetchall()
+    )
+    assert 239 < left["default"] <= 240 and 11.9 < left["hours"] <= 12 and left["forever"] is None
+    for bad in ("yesterday", "-3d", "2001-01-01", "0d"):
+        assert token_main(["create", "--role", "operator", "--name", "x", f"--expires={bad}"]) == 2
+    # an expired token is refused, on REST and websockets alike
+    assert token_main(["create", "--role", "analyst", "--name", "old", "--expires", "1d"]) == 0
+    old = capsys.readouterr().out.strip()
+    assert httpx.get(me, headers=auth(old)).status_code == 200
+    db.execute("UPDATE api_tokens SET expires_at = now() - interval '1 s' WHERE name = 'old'")
+    r = httpx.get(me, headers=auth(old))
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    assert token_main(["list"]) == 0
+    assert "expired" in capsys.readouterr().out
+    # rotation: a new secret of the same name and role; the old one works for the grace only
+    assert token_main(["create", "--role", "engineer", "--name", "gw", "--expires", "30d"]) == 0
+    first = capsys.readouterr().out.strip()
+    (gw_id,) = db.execute("SELECT id FROM api_tokens WHERE name = 'gw'").fetchone() or (0,)
+    assert token_main(["rotate", str(gw_id), "--grace", "1h"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != first
+    for t in (first, second):
+        assert httpx.get(me, headers=auth(t)).json() == {"name": "gw", "role": "engineer"}
+    (third_id,) = db.execute(
+        "SELECT id FROM api_tokens WHERE name = 'gw' AND rotated_from = %s", (gw_id,)
+    ).fetchone() or (0,)
+    assert token_main(["rotate", str(third_id)]) == 0  # no grace: the old one stops at once
+    third = capsys.readouterr().out.strip()
+    assert httpx.get(me, headers=auth(second)).status_code == 401
+    assert httpx.get(me, headers=auth(third)).status_code == 200
+    assert token_main(["rotate", str(third_id)]) == 1  # expired: nothing to rotate
+
+
+def test_api_created_tokens_expire(client: httpx.Client) -> None:
+    made = client.post("/api/v1/tokens", json={"name": "wall-3", "role": "operator"}).json()
+    lifetime = datetime.fromisoformat(made["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=89.9) < lifetime <= timedelta(days=90)  # IOC_API_TOKEN_DAYS
+    made = client.post(
+        "/api/v1/tokens", json={"name": "wall-4", "role": "operator", "expires_in_days": 7}
+    ).json()
+    lifetime = datetime.fromisoformat(made["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=6.9) < lifetime <= timedelta(days=7)
+    bad = client.post(
+        "/api/v1/tokens", json={"name": "wall-5", "role": "operator", "expires_in_days": 0}
+    )
+    assert bad.status_code == 422

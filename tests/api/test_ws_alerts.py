@@ -236,18 +236,22 @@ def test_many_events_in_one_transaction_arrive_in_order(
         ("operator", {"severity": "apocalyptic"}, 4400),
         ("operator", {"kind": "volcano"}, 4400),
         ("operator", {"bbox": "1,2,3"}, 4400),
+        ("operator", {"sinec": "5"}, 4400),
+        ("operator", [("since", "1"), ("since", "2")], 4400),
+        ("operator", {"since": str(10**15)}, 4409),
+        (None, {"since": str(10**15), "bogus": "1"}, 4401),  # the token first
     ],
 )
 def test_refusals_close_with_codes(
     shared_api: LiveApi,
     shared_tokens: dict[str, str],
     token: str | None,
-    params: dict[str, str],
+    params: dict[str, str] | list[tuple[str, str]],
     code: int,
 ) -> None:
-    query = dict(params)
+    query = list(params.items()) if isinstance(params, dict) else list(params)
     if token is not None:
-        query["token"] = shared_tokens.get(token, token)
+        query.append(("token", shared_tokens.get(token, token)))
     with connect(
         f"{shared_api.ws_url}/ws/alerts?{httpx.QueryParams(query)}", open_timeout=10
     ) as ws:

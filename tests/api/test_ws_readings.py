@@ -111,15 +111,19 @@ def test_live_readings_of_one_sensor(
         ("bad", "wl-1", 4401),
         ("operator", "", 4400),
         ("operator", "a b", 4400),
+        ("operator", "wl-1&since=3", 4400),  # not a parameter of this stream
+        ("operator", "wl-1&sensor=wl-2", 4400),  # one sensor per connection
     ],
 )
 def test_readings_refusals(
     shared_api: LiveApi, shared_tokens: dict[str, str], token: str | None, sensor: str, code: int
 ) -> None:
-    query: dict[str, str] = {"sensor": sensor}
+    query: dict[str, str] = {}
     if token is not None:
         query["token"] = shared_tokens.get(token, token)
-    url = f"{shared_api.ws_url}/ws/readings?{httpx.QueryParams(query)}"
+    name, _, extra = sensor.partition("&")  # a raw tail adds parameters
+    url = f"{shared_api.ws_url}/ws/readings?{httpx.QueryParams({**query, 'sensor': name})}"
+    url += f"&{extra}" if extra else ""
     with connect(url) as ws, pytest.raises(ConnectionClosed) as err:
         ws.recv(timeout=10)
     assert err.value.rcvd is not None and err.value.rcvd.code == code

@@ -4,6 +4,7 @@ export const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
 const CLOSE_TOO_SLOW = 4008;
+export const CLOSE_RESUME_AHEAD = 4409; // our last seq is beyond the server's history
 const CLOSE_STALE = 4000; // ours: no frame for too long
 
 /**
@@ -152,7 +153,11 @@ export class AlertStream {
     this.socket = new LiveSocket({
       urlFor: () => this.url(this.lastSeq),
       onFrame: (doc) => this._frame(doc),
-      onState,
+      onState: (state, info) => {
+        // the server's history was reset (a restored database): start again from its head
+        if (info?.code === CLOSE_RESUME_AHEAD) this.lastSeq = null;
+        onState(state, info);
+      },
     });
   }
 
