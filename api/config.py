@@ -43,6 +43,12 @@ class ApiSettings(Settings):
         le=3_600,
         description="also read alert_events this often without a notification (safety net)",
     )
+    api_ws_send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="a frame stuck this long in a client's socket closes it with 4008",
+    )
     api_ws_close_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="how long a too-slow client gets to take its close"
     )

@@ -134,8 +134,9 @@ class AuthFirst:
             await _answer(send, 401, str(exc), [(b"www-authenticate", b"Bearer")])
             return
         except psycopg.Error as exc:  # PoolTimeout included
-            logger.warning("%s %s: the database is unavailable (%s)", scope["method"],
-                           scope["path"], exc)  # fmt: skip
+            logger.warning(
+                "%s %s: the database is unavailable (%s)", scope["method"], scope["path"], exc
+            )
             await _answer(send, 503, "the database is unavailable; try again", [])
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal

@@ -106,17 +106,29 @@ class Subscriber:
     of clients per event is the hot path.)
     """
 
-    __slots__ = ("_waiter", "maxsize", "overflowed", "pending")
+    __slots__ = ("_waiter", "maxsize", "overflowed", "pending", "sending_since", "too_slow")
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.pending: deque[Frame] = deque()
-        self.overflowed = asyncio.Event()
+        self.overflowed = asyncio.Event()  # set when it must be dropped (see ``too_slow``)
+        self.too_slow = ""  # why: a full queue, or one frame stuck in the socket too long
+        self.sending_since = 0.0  # loop time the current send began; 0: not sending
         self._waiter: asyncio.Future[None] | None = None
+
+    def drop(self, reason: str) -> None:
+        """Mark the client too slow: the hubs stop feeding it and its endpoint closes it."""
+        if not self.overflowed.is_set():
+            self.too_slow = reason
+            self.overflowed.set()
+
+    def stalled(self, now: float, limit_s: float) -> bool:
+        """Whether one send has been waiting for the socket for more than ``limit_s``."""
+        return self.sending_since > 0.0 and now - self.sending_since > limit_s
 
     def offer(self, frame: Frame) -> None:
         if len(self.pending) >= self.maxsize:
-            self.overflowed.set()
+            self.drop(f"too slow: more than {self.maxsize} frames waiting")
             return
         self.pending.append(frame)
         waiter = self._waiter

@@ -103,8 +103,10 @@ async def follow(
         except _Closed as exc:
             last = exc.last
             if exc.code == CLOSE_RESUME_AHEAD:
-                status(f"the server has no event #{last} (its history was reset): "
-                       "events may be missing; starting again from its newest")  # fmt: skip
+                status(
+                    f"the server has no event #{last} (its history was reset): "
+                    "events may be missing; starting again from its newest"
+                )
                 last = None
             if exc.code in FATAL_CODES:
                 status(f"refused ({exc.code} {FATAL_CODES[exc.code]}): {exc.reason}")

@@ -52,9 +52,14 @@ async def create_token(
         await cur.execute(
             f"INSERT INTO api_tokens (name, role, token_hash, created_by, expires_at)"
             f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (body.name, body.role.value, hash_token(token), user.name,
-             expiry(timedelta(days=days))),
-        )  # fmt: skip
+            (
+                body.name,
+                body.role.value,
+                hash_token(token),
+                user.name,
+                expiry(timedelta(days=days)),
+            ),
+        )
         row = await cur.fetchone()
     assert row is not None
     return TokenCreated(**row.model_dump(), token=token)

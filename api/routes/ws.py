@@ -98,8 +98,9 @@ def _check_names(ws: WebSocket, known: frozenset[str]) -> None:
     seen: set[str] = set()
     for key, _ in ws.query_params.multi_items():
         if key not in known:
-            raise BadParameter(f"unknown parameter {key[:40]}; this stream takes: "
-                               f"{', '.join(sorted(known))}")  # fmt: skip
+            raise BadParameter(
+                f"unknown parameter {key[:40]}; this stream takes: {', '.join(sorted(known))}"
+            )
         if key in _SINGLE and key in seen:
             raise BadParameter(f"{key} given more than once")
         seen.add(key)
@@ -134,26 +135,43 @@ async def _drain_incoming(ws: WebSocket) -> None:
             return
 
 
+async def _watch(sub: Subscriber, send_timeout: float) -> None:
+    """Return when the client must go: its queue overflowed, or one frame has waited more
+    than ``send_timeout`` for its socket (a client that does not read at all)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            async with asyncio.timeout(send_timeout / 2):
+                await sub.overflowed.wait()
+            return
+        except TimeoutError:
+            if sub.stalled(loop.time(), send_timeout):
+                sub.drop(f"too slow: a frame waited more than {send_timeout:g} s to be sent")
+                return
+
+
 async def _serve(
-    ws: WebSocket, sub: Subscriber, sender: asyncio.Task[None], stream: str, close_timeout: float
+    ws: WebSocket, sub: Subscriber, sender: asyncio.Task[None], stream: str, settings: ApiSettings
 ) -> None:
-    """Run until the client leaves, the sender fails, or the queue overflows (close 4008)."""
+    """Run until the client leaves, the sender fails, or it is too slow (close 4008)."""
     receiver = asyncio.create_task(_drain_incoming(ws))
-    overflow = asyncio.create_task(sub.overflowed.wait())
+    overflow = asyncio.create_task(_watch(sub, settings.api_ws_send_timeout_s))
     tasks = {sender, receiver, overflow}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if overflow in done:
             sender.cancel()
             WS_SLOW_CLOSED.labels(stream).inc()
-            logger.info("closing a too-slow %s client (%d frames waiting)", stream, sub.qsize())
+            logger.info(
+                "closing a too-slow %s client (%s; %d frames waiting)",
+                stream,
+                sub.too_slow,
+                sub.qsize(),
+            )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    ws.close(
-                        code=CLOSE_TOO_SLOW,
-                        reason=f"too slow: more than {sub.maxsize} frames waiting",
-                    ),
-                    close_timeout,
+                    ws.close(code=CLOSE_TOO_SLOW, reason=sub.too_slow[:120]),
+                    settings.api_ws_close_timeout_s,
                 )
         elif sender in done and not sender.cancelled() and sender.exception() is not None:
             exc = sender.exception()
@@ -197,7 +215,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
     head = hub.register(sub)
     try:
         sender = asyncio.create_task(_send_alerts(websocket, send, sub, since, head))
-        await _serve(websocket, sub, sender, "alerts", settings.api_ws_close_timeout_s)
+        await _serve(websocket, sub, sender, "alerts", settings)
     finally:
         hub.unregister(sub)
 
@@ -217,22 +235,26 @@ async def _send_alerts(
     ws: WebSocket, send: Send, sub: AlertSubscriber, since: int | None, head: int
 ) -> None:
     last = since if since is not None else head
+    clock = asyncio.get_running_loop().time
     if since is None:
         await ws.send_text(hello_text(head))
     elif since < head:
         async for ev in replay(ws.app.state.pool, since, head, sub.filter):
             if ev.seq > last:
+                sub.sending_since = clock()
                 await ws.send_text(ev.text)
+                sub.sending_since = 0.0
                 last = ev.seq
     while True:
         frame = await sub.next()
+        sub.sending_since = clock()  # the watcher closes a client stuck here (4008)
         if frame.kind is FrameKind.EVENT:
-            if frame.seq <= last:
-                continue  # already sent (replayed, or the client resumed ahead of this hub)
-            await send(frame.message)  # the message shared by every client
-            last = frame.seq
+            if frame.seq > last:  # else already sent (replayed, or resumed ahead of this hub)
+                await send(frame.message)  # the message shared by every client
+                last = frame.seq
         else:
             await ws.send_text(frame.text if frame.seq >= last else heartbeat_text(last))
+        sub.sending_since = 0.0
 
 
 async def ws_readings(websocket: WebSocket, send: Send) -> None:
@@ -260,21 +282,26 @@ async def ws_readings(websocket: WebSocket, send: Send) -> None:
         sender = asyncio.create_task(
             _send_frames(websocket, send, sub, settings.api_ws_heartbeat_s)
         )
-        await _serve(websocket, sub, sender, "readings", settings.api_ws_close_timeout_s)
+        await _serve(websocket, sub, sender, "readings", settings)
     finally:
         hub.unwatch(sensor, sub)
 
 
 async def _send_frames(ws: WebSocket, send: Send, sub: Subscriber, heartbeat_s: float) -> None:
+    clock = asyncio.get_running_loop().time
     while True:
         try:
             async with asyncio.timeout(heartbeat_s):
                 frame = await sub.next()
         except TimeoutError:
             doc = {"type": "heartbeat", "time": datetime.now(UTC)}
+            sub.sending_since = clock()
             await ws.send_text(orjson.dumps(doc, option=orjson.OPT_UTC_Z).decode())
+            sub.sending_since = 0.0
             continue
+        sub.sending_since = clock()
         await send(frame.message)
+        sub.sending_since = 0.0
 
 
 WS_ROUTES = {"/ws/alerts": ws_alerts, "/ws/readings": ws_readings}

@@ -321,6 +321,67 @@ def test_slow_client_is_closed_with_4008_and_fast_client_is_not_delayed(
         slow.close()
 
 
+def test_clients_that_never_read_are_closed_with_4008_before_any_ping_timeout(
+    api_settings: ApiSettings,
+    make_api: Callable[[ApiSettings], LiveApi],
+    tokens: dict[str, str],
+    db: psycopg.Connection[Any],
+) -> None:
+    """A queue far from full, but frames stuck in the sockets: the send deadline closes them."""
+    live = make_api(
+        api_settings.model_copy(
+            update={
+                "api_ws_queue": 100_000,
+                "api_ws_send_timeout_s": 1.0,
+                "api_ws_close_timeout_s": 10.0,
+            }
+        )
+    )
+    slow_closed = metric("ioc_api_ws_slow_closed_total", stream="alerts")
+    query = httpx.QueryParams({"token": tokens["operator"]})
+    url = f"{live.ws_url}/ws/alerts?{query}"
+    stuck = [connect(url, compression=None, max_queue=1, ping_interval=None) for _ in range(4)]
+    fast = connect(url, compression=None, max_queue=4096)
+    try:
+        assert json.loads(fast.recv(timeout=5))["type"] == "hello"
+        hub = live.app.state.alert_hub
+        wait_until(lambda: live.call(lambda: len(hub.subscribers)) == 5)
+        for ws in stuck:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"  # then it stops reading
+        big = {"trace": "x" * 250_000}
+        n = 40
+        start = time.monotonic()
+        for i in range(n):
+            insert_alert(db, sensor=f"stuck-{i}", evidence=big)
+        got = collect_alerts(fast, lambda g: len(g) >= n, timeout=60)
+        assert [g["alert"]["sensor"] for g in got] == [f"stuck-{i}" for i in range(n)]
+        # dropped within ~the send deadline, long before uvicorn's 20 s ping timeout
+        wait_until(lambda: live.call(lambda: len(hub.subscribers)) == 1, timeout=15)
+        took = time.monotonic() - start
+        assert took < 15, took
+        for ws in stuck:  # they read again: what was in flight, then the close frame
+            assert close_code(ws, timeout=30) == 4008
+            assert ws.close_reason.startswith("too slow: a frame waited more than 1 s")
+        assert metric("ioc_api_ws_slow_closed_total", stream="alerts") == slow_closed + 4
+    finally:
+        fast.close()
+        for ws in stuck:
+            ws.close()
+
+
+def metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 @pytest.mark.allow_error_logs
 def test_reader_survives_a_database_restart(
