@@ -322,3 +322,43 @@ def test_service_users_have_what_their_part_needs(secured_broker: int) -> None:
     finally:
         for c in (ingest, analytics, api, sim):
             c.close()
+
+
+MQTT_FRAMING = 1024  # fixed header, topic, packet id and properties of one PUBLISH
+
+
+def test_broker_packet_limit_is_the_ingest_limit_plus_framing(config: dict[str, Any]) -> None:
+    from core.settings import Settings
+
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    (packet,) = re.findall(r"^max_packet_size (\d+)$", conf, re.M)
+    limit = int(config["services"]["ingest"]["environment"]["IOC_MAX_PAYLOAD_BYTES"])
+    assert limit == Settings.model_fields["max_payload_bytes"].default
+    assert int(packet) == limit + MQTT_FRAMING
+
+
+@pytest.mark.mqtt
+def test_broker_refuses_a_message_past_the_ingest_limit(secured_broker: int) -> None:
+    limit = (
+        int(
+            re.findall(r"^max_packet_size (\d+)$", (DEPLOY / "mosquitto.conf").read_text(), re.M)[0]
+        )
+        - MQTT_FRAMING
+    )
+    ingest = Client(secured_broker, "ingest", "ingest-pw")
+    cam = Client(secured_broker, "cam-0001", "cam-pw")
+    gone = threading.Event()
+    cam.c.on_disconnect = lambda *a: gone.set()
+    try:
+        assert ingest.subscribe("ioc/v1/+/+/data") == 1
+        topic = "ioc/v1/traffic_camera/cam-0001/data"
+        fits = b"a" * (limit - 1) + b"!"
+        assert cam.publish(topic, fits) < 128  # the largest payload ingest takes gets through
+        assert ingest.wait_for(fits)
+        cam.c.publish(topic, b"b" * (limit + MQTT_FRAMING + 1), qos=1)
+        assert gone.wait(5), "the broker kept a client that sent an oversized packet"
+        time.sleep(0.2)
+        assert all(len(p) <= limit for _, p in ingest.messages)
+    finally:
+        ingest.close()
+        cam.close()
