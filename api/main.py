@@ -59,8 +59,10 @@ REST and websocket API of the city operations centre (IOC).
   the right 403.
 * **Errors** are JSON `{"detail": "..."}`; a bad parameter is 422.
 * **Times** are RFC 3339 in UTC (`2026-11-22T00:00:00Z`).
-* **Live**: `GET /ws/alerts?token=&since=<seq>&severity=&kind=&area=&bbox=` and
-  `GET /ws/readings?token=&sensor=<id>` (websockets, see the project documentation).
+* **Live**: `GET /ws/alerts?since=<seq>&severity=&kind=&area=&bbox=` and
+  `GET /ws/readings?sensor=<id>` (websockets, see the project documentation); the token
+  goes in the Authorization header or the sub-protocol `ioc.bearer.<token>` (with
+  `ioc.v1`), or, for older clients, `?token=`.
 """
 
 _ERROR_STATUS: list[tuple[type[IocError], int]] = [

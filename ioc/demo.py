@@ -389,7 +389,7 @@ class Demo:
             token = self.create_token()
             if not self.args.no_simulator:
                 self.start_simulator()
-            print(f"\nDashboard: {base}/?token={token}", flush=True)
+            print(f"\nDashboard: {base}/#token={token}", flush=True)
             print(f"API:       {base}/docs   (Authorization: Bearer {token})", flush=True)
             print(f"MQTT:      {_redact(self.mqtt_url)}    SQL: {_redact(self.dsn)}", flush=True)
             print("Press Ctrl-C to stop.\n", flush=True)

@@ -19,7 +19,7 @@ import pytest
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-URL_RE = re.compile(r"^Dashboard: (http://127\.0\.0\.1:(\d+))/\?token=(\S+)$")
+URL_RE = re.compile(r"^Dashboard: (http://127\.0\.0\.1:(\d+))/#token=(\S+)$")
 
 
 class Output:
@@ -128,7 +128,7 @@ def test_demo_comes_up_raises_alerts_and_stops_cleanly(tmp_path: Path) -> None:
                     assert proc.poll() is None, out.text
             assert alerts, "no alert within 90 s of the dashboard coming up"
             assert {"sensor", "rule", "alert_class", "severity"} <= set(alerts[0])
-            dashboard = http.get(f"/?token={token}")
+            dashboard = http.get("/")
             assert dashboard.status_code == 200
             assert "text/html" in dashboard.headers["content-type"]
     finally:

@@ -50,16 +50,40 @@ class BadParameter(ValueError):
     pass
 
 
+SUBPROTOCOL = "ioc.v1"
+BEARER_SUBPROTOCOL = "ioc.bearer."
+
+
+def subprotocol(ws: WebSocket) -> str | None:
+    """``ioc.v1`` if the client offered it (a browser that offered sub-protocols fails the
+    handshake unless the server picks one), else None."""
+    offered = ws.scope.get("subprotocols") or ()
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+def token_of(ws: WebSocket) -> str | None:
+    """The bearer token: the ``ioc.bearer.<token>`` sub-protocol (browsers, nothing in the
+    URL), the Authorization header, or ``?token=``."""
+    for proto in ws.scope.get("subprotocols") or ():
+        if proto.startswith(BEARER_SUBPROTOCOL):
+            return proto[len(BEARER_SUBPROTOCOL) :] or None
+    return bearer_from_header(ws.headers.get("authorization")) or ws.query_params.get("token")
+
+
+async def accept(ws: WebSocket) -> None:
+    await ws.accept(subprotocol=subprotocol(ws))
+
+
 async def _deny(ws: WebSocket, code: int, reason: str) -> None:
     WS_DENIED.labels(str(code)).inc()
-    await ws.accept()
+    await accept(ws)
     await ws.close(code=code, reason=reason[:120])
 
 
 async def authorize(ws: WebSocket, permission: Permission) -> Principal | None:
-    """The caller of a websocket (``?token=`` or the Authorization header), or None after
-    closing it with 4401 (no or bad token) or 4403 (the role lacks ``permission``)."""
-    token = ws.query_params.get("token") or bearer_from_header(ws.headers.get("authorization"))
+    """The caller of a websocket (see ``token_of``), or None after closing it with 4401
+    (no, bad or expired token) or 4403 (the role lacks ``permission``)."""
+    token = token_of(ws)
     try:
         async with ws.app.state.pool.connection() as conn:
             user = await authenticate(conn, token)
@@ -210,7 +234,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
                 "reconnect without since",
             )
             return
-    await websocket.accept()
+    await accept(websocket)
     sub = AlertSubscriber(settings.api_ws_queue, flt)
     head = hub.register(sub)
     try:
@@ -275,7 +299,7 @@ async def ws_readings(websocket: WebSocket, send: Send) -> None:
         )
         return
     hub: ReadingsHub = websocket.app.state.readings_hub
-    await websocket.accept()
+    await accept(websocket)
     sub = Subscriber(settings.api_ws_queue)
     hub.watch(sensor, sub)
     try:

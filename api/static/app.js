@@ -1,7 +1,7 @@
 // The dashboard's entry point: log-in, the live alert stream, the map and the chart.
 
 import { AlertStore } from "./js/alerts.js";
-import { Api, ApiError, ROLE_CAN_ACT, adoptTokenFromUrl, storeToken, storedToken, wsUrl } from "./js/api.js";
+import { Api, ApiError, ROLE_CAN_ACT, adoptTokenFromUrl, storeToken, storedToken, wsProtocols, wsUrl } from "./js/api.js";
 import { Chart } from "./js/chart.js";
 import { Feed, el } from "./js/feed.js";
 import {
@@ -125,7 +125,8 @@ async function start(token) {
 
   // Live first, so nothing that happens while the snapshot loads is lost.
   state.stream = new AlertStream({
-    url: (since) => wsUrl("/ws/alerts", { token, since: since ?? undefined }),
+    url: (since) => wsUrl("/ws/alerts", { since: since ?? undefined }),
+    protocols: () => wsProtocols(token),
     onEvent: onAlertEvent,
     onState: setConn,
     onHeartbeat: (hb) => {
@@ -603,7 +604,8 @@ function openReadingsSocket(id) {
   state.readings?.stop();
   const token = state.api.token;
   state.readings = new LiveSocket({
-    urlFor: () => wsUrl("/ws/readings", { token, sensor: id }),
+    urlFor: () => wsUrl("/ws/readings", { sensor: id }),
+    protocols: () => wsProtocols(token),
     onFrame: (doc) => {
       if (doc.type !== "reading" || doc.sensor !== state.sensor) return;
       const prev = state.latest.get(doc.metric);
@@ -722,10 +724,10 @@ function wire() {
 function boot() {
   window.__ioc = state; // for the browser tests and for curious engineers in the console
   wire();
-  adoptTokenFromUrl();
+  const adopted = adoptTokenFromUrl();
   const token = storedToken();
   if (token) start(token);
-  else showLogin("");
+  else showLogin(adopted === "refused" ? "A token in the address (?token=) is not accepted: log in here." : "");
 }
 
 boot();

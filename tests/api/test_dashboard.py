@@ -338,14 +338,18 @@ def test_operator_sees_sensors_and_acknowledges_a_live_alert(
 ) -> None:
     p = open_page()
     page = p.page
-    page.goto(f"{api.url}/?token={OPERATOR}&sensor=wl-td-03")
+    page.goto(f"{api.url}/?sensor=wl-td-03#token={OPERATOR}")
 
-    # the token moved from the address bar into localStorage
-    page.wait_for_function("() => !location.search.includes('token')")
+    # the token moved from the address bar (a fragment: never sent) into sessionStorage
+    page.wait_for_function("() => !location.href.includes('token')")
     assert "sensor=wl-td-03" in page.url
-    assert page.evaluate("localStorage.getItem('ioc.token')") == OPERATOR
+    assert page.evaluate("sessionStorage.getItem('ioc.token')") == OPERATOR
+    assert page.evaluate("localStorage.getItem('ioc.token')") is None
     page.wait_for_selector("#who >> text=duty-operator")
     assert "operator" in page.inner_text("#who")
+    # the websockets carry it in a sub-protocol, never in their URL
+    page.wait_for_selector("#conn[data-state='live']")
+    assert p.sockets and all("token" not in u for u in p.sockets), p.sockets
 
     # every sensor with a position is on the map, coloured by its status
     page.wait_for_function(f"window.__ioc.map.drawn.size === {ON_MAP}")
@@ -416,7 +420,7 @@ def test_feed_resumes_after_the_api_restarts(
 ) -> None:
     p = open_page(1366, 768)
     page = p.page
-    page.goto(f"{api.url}/?token={OPERATOR}")
+    page.goto(f"{api.url}/#token={OPERATOR}")
     page.wait_for_selector("#conn[data-state='live']")
     first = _raise_alert(db, "cam-0001", severity="warning", metric="speed", message="Speed 4 km/h")
     page.locator(f"li.alert[data-alert-id='{first}']").wait_for(timeout=WAIT_MS)
@@ -463,12 +467,13 @@ def test_login_form_and_read_only_role(
     alert_id = _raise_alert(db, "wl-td-03")
     p = open_page(1366, 768)
     page = p.page
-    page.goto(api.url)
-    page.wait_for_selector("#login:not([hidden])")
+    page.goto(f"{api.url}/?token={ANALYST}")  # a token in the query is refused
+    page.wait_for_selector("#login-error:has-text('?token=')")
+    assert "token" not in page.url
     page.fill("#token-input", "not-a-token")
     page.click("#login-form button[type=submit]")
-    page.wait_for_selector("#login-error:has-text('not accepted')")
-    assert page.evaluate("localStorage.getItem('ioc.token')") is None
+    page.wait_for_selector("#login-error:has-text('The token was not accepted')")
+    assert page.evaluate("sessionStorage.getItem('ioc.token')") is None
 
     page.fill("#token-input", ANALYST)
     page.click("#login-form button[type=submit]")
@@ -496,7 +501,7 @@ def test_login_form_and_read_only_role(
     # log out: the token is forgotten and the form is back
     page.click("#logout")
     page.wait_for_selector("#login:not([hidden])")
-    assert page.evaluate("localStorage.getItem('ioc.token')") is None
+    assert page.evaluate("sessionStorage.getItem('ioc.token')") is None
     assert p.errors == [] or all("401" in e for e in p.errors), p.errors
 
 
@@ -526,7 +531,7 @@ def test_layout_reads_well(
     p = open_page(width, height)
     page = p.page
     # a shift lead's screen: the action buttons of an operator and the history of an analyst
-    page.goto(f"{api.url}/?token={ADMIN}&sensor=wl-td-03")
+    page.goto(f"{api.url}/?sensor=wl-td-03#token={ADMIN}")
     page.wait_for_selector("li.alert >> nth=2")
     assert page.locator("li.alert .btn-ack").count() == 3
     page.wait_for_function("Number(document.querySelector('#chart').dataset.points) > 100")

@@ -157,7 +157,7 @@ def test_dashboard_speed(city: tuple[ApiServer, int], page: Any) -> None:
     for _ in range(3):
         page.goto("about:blank")
         t0 = time.perf_counter()
-        page.goto(f"{api.url}/?token={OPERATOR}")
+        page.goto(f"{api.url}/#token={OPERATOR}")
         page.wait_for_function(
             f"window.__ioc.map.drawn.size === {on_map}"
             " && document.querySelectorAll('li.alert').length === 200",

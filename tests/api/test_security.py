@@ -208,7 +208,7 @@ def test_the_dashboard_runs_under_its_csp(
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{api_process.url}/?token={shared_tokens['operator']}")
+        page.goto(f"{api_process.url}/#token={shared_tokens['operator']}")
         page.wait_for_selector("#conn[data-state=live]", timeout=15_000)
         page.wait_for_selector("#who >> text=operator-user")
         assert not errors, errors

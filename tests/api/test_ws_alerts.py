@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from api.config import ApiSettings
 from tests.api.conftest import LiveApi, auth, insert_alert
@@ -267,6 +268,21 @@ def test_revoked_token_and_header_auth(
         assert json.loads(ws.recv(timeout=5))["type"] == "hello"
     db.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = 'analyst-user'")
     with ws_connect(live_api, tokens["analyst"]) as ws:
+        assert close_code(ws) == 4401
+
+
+def test_token_in_a_subprotocol_keeps_it_out_of_the_url(
+    shared_api: LiveApi, shared_tokens: dict[str, str]
+) -> None:
+    url = f"{shared_api.ws_url}/ws/alerts"
+    offer = [Subprotocol("ioc.v1"), Subprotocol(f"ioc.bearer.{shared_tokens['operator']}")]
+    with connect(url, subprotocols=offer, open_timeout=10) as ws:
+        assert ws.subprotocol == "ioc.v1"
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+    # a refusal picks the sub-protocol too, so that a browser sees the close code
+    bad = [Subprotocol("ioc.v1"), Subprotocol("ioc.bearer.wrong")]
+    with connect(url, subprotocols=bad, open_timeout=10) as ws:
+        assert ws.subprotocol == "ioc.v1"
         assert close_code(ws) == 4401
 
 

@@ -1,4 +1,4 @@
-// The REST client: the token (from ?token=, localStorage or the login form) and JSON requests.
+// The REST client: the token (from #token=, sessionStorage or the login form) and JSON requests.
 
 const TOKEN_KEY = "ioc.token";
 
@@ -10,35 +10,50 @@ export class ApiError extends Error {
   }
 }
 
-/** Take ``?token=`` from the address bar into localStorage and remove it from the URL. */
+/**
+ * Take ``#token=`` from the address bar into sessionStorage and remove it from the URL and
+ * the history.  A fragment never reaches a server or a Referer; a ``?token=`` would, so it
+ * is removed and not used.  Returns "adopted", "refused" (a ``?token=``) or "".
+ */
 export function adoptTokenFromUrl(loc = window.location, hist = window.history) {
   const url = new URL(loc.href);
-  const token = url.searchParams.get("token");
-  if (token === null) return false;
+  const hash = new URLSearchParams(url.hash.replace(/^#/, ""));
+  const fromHash = hash.get("token");
+  const fromQuery = url.searchParams.get("token");
+  if (fromHash === null && fromQuery === null) return "";
+  hash.delete("token");
   url.searchParams.delete("token");
-  hist.replaceState(hist.state, "", url.pathname + url.search + url.hash);
-  if (token.trim()) {
-    storeToken(token.trim());
-    return true;
+  const rest = hash.toString();
+  hist.replaceState(hist.state, "", url.pathname + url.search + (rest ? `#${rest}` : ""));
+  if (fromHash !== null && fromHash.trim()) {
+    storeToken(fromHash.trim());
+    return "adopted";
   }
-  return false;
+  return fromQuery !== null ? "refused" : "";
 }
 
 export function storedToken() {
   try {
-    return localStorage.getItem(TOKEN_KEY) || "";
+    localStorage.removeItem(TOKEN_KEY); // kept there by earlier versions: forget it
+    return sessionStorage.getItem(TOKEN_KEY) || "";
   } catch {
     return "";
   }
 }
 
+/** The token lives in sessionStorage: this tab only, gone when it closes. */
 export function storeToken(token) {
   try {
-    if (token) localStorage.setItem(TOKEN_KEY, token);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch {
-    /* private mode: the token lives for this page only */
+    /* storage refused: the token lives for this page only */
   }
+}
+
+/** Websocket sub-protocols that carry the token (so it is never in a URL): ioc.v1 is chosen. */
+export function wsProtocols(token) {
+  return ["ioc.v1", `ioc.bearer.${token}`];
 }
 
 export class Api {

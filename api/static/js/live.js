@@ -10,13 +10,22 @@ const CLOSE_STALE = 4000; // ours: no frame for too long
 /**
  * A websocket that reconnects by itself.
  *
- * ``urlFor()`` is called before every connection (so a resume point can go in the URL);
+ * ``urlFor()`` is called before every connection (so a resume point can go in the URL),
+ * ``protocols()`` gives its sub-protocols (the token);
  * ``onFrame(doc)`` gets each JSON frame; ``onState(state, info)`` hears
  * "connecting" | "live" | "retrying" | "denied" | "stopped".
  */
 export class LiveSocket {
-  constructor({ urlFor, onFrame, onState = () => {}, staleAfterMs = 45000, backoff = BACKOFF_MS }) {
+  constructor({
+    urlFor,
+    onFrame,
+    onState = () => {},
+    protocols = () => [],
+    staleAfterMs = 45000,
+    backoff = BACKOFF_MS,
+  }) {
     this.urlFor = urlFor;
+    this.protocols = protocols;
     this.onFrame = onFrame;
     this.onState = onState;
     this.staleAfterMs = staleAfterMs;
@@ -79,7 +88,7 @@ export class LiveSocket {
     this._setState("connecting", { attempt: this.attempt });
     let ws;
     try {
-      ws = new WebSocket(this.urlFor());
+      ws = new WebSocket(this.urlFor(), this.protocols());
     } catch (err) {
       this._retry(0, String(err));
       return;
@@ -144,7 +153,7 @@ export class LiveSocket {
  * duplicates and dropped.  Heartbeat seqs are shown but never used as a resume point.
  */
 export class AlertStream {
-  constructor({ url, onEvent, onState, onHeartbeat = () => {} }) {
+  constructor({ url, onEvent, onState, onHeartbeat = () => {}, protocols = () => [] }) {
     this.lastSeq = null;
     this.url = url; // (since|null) => string
     this.onEvent = onEvent;
@@ -152,6 +161,7 @@ export class AlertStream {
     this.duplicates = 0;
     this.socket = new LiveSocket({
       urlFor: () => this.url(this.lastSeq),
+      protocols,
       onFrame: (doc) => this._frame(doc),
       onState: (state, info) => {
         // the server's history was reset (a restored database): start again from its head
