@@ -65,6 +65,18 @@ class ApiSettings(Settings):
         le=1024 * 1024,
         description="request line and headers of one request at most (then 431)",
     )
+    api_rate_per_token: float = Field(
+        default=20.0,
+        ge=0,
+        le=100_000,
+        description="REST requests a second per token on average, per process (0: no limit)",
+    )
+    api_rate_burst: int = Field(
+        default=200, ge=1, le=1_000_000, description="REST requests per token in a burst"
+    )
+    api_ws_per_token: int = Field(
+        default=20, ge=1, le=100_000, description="open websockets per token, per process"
+    )
     api_token_days: float = Field(
         default=90.0,
         ge=0,

@@ -86,6 +86,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error(404, "no such sensor, alert or token"),
     409: _error(409, "conflicts with the current state"),
     413: _error(413, "the body is larger than 1 MiB"),
+    429: _error(429, "the token's request rate is exceeded (see Retry-After)"),
     422: _error(422, "a parameter or the body is invalid"),
     503: _error(503, "the database is unavailable or too busy"),
 }
@@ -224,6 +225,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         ],
     )
     app.state.settings = settings
+    app.state.ws_per_token = {}  # token id -> open websockets (IOC_API_WS_PER_TOKEN)
     app.state.timescale = False
     app.state.rollup = False
 

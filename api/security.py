@@ -10,6 +10,9 @@ role check.
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,6 +20,7 @@ import psycopg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Principal, authenticate, bearer_from_header
+from api.telemetry import RATE_LIMITED
 from core.errors import AuthError
 
 logger = logging.getLogger(__name__)
@@ -108,11 +112,46 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+class TokenBuckets:
+    """A request rate per token: ``rate`` a second on average, bursts of ``burst``.
+
+    In-process (each ``--workers`` process has its own buckets); forgets idle tokens."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[int, tuple[float, float]] = {}  # token id -> (tokens, at)
+
+    def take(self, key: int) -> float:
+        """0 if the request may go, else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        level, at = self._buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - at) * self.rate)
+        if level < 1.0:
+            self._buckets[key] = (level, now)
+            return (1.0 - level) / self.rate
+        self._buckets[key] = (level - 1.0, now)
+        if len(self._buckets) > 10_000:  # drop the full (idle) buckets
+            full = [
+                k
+                for k, (lv, t) in self._buckets.items()
+                if lv + (now - t) * self.rate >= self.burst
+            ]
+            for k in full:
+                del self._buckets[k]
+        return 0.0
+
+
 class AuthFirst:
-    """Checks the bearer token of every request to a protected path before anything else."""
+    """Checks the bearer token of every request to a protected path before anything else,
+    then the token's request rate (429 with ``Retry-After``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.buckets: TokenBuckets | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") == "OPTIONS":
@@ -138,6 +177,20 @@ class AuthFirst:
                 "%s %s: the database is unavailable (%s)", scope["method"], scope["path"], exc
             )
             await _answer(send, 503, "the database is unavailable; try again", [])
+            return
+        if self.buckets is None:
+            settings = state.settings
+            self.buckets = TokenBuckets(settings.api_rate_per_token, settings.api_rate_burst)
+        wait = self.buckets.take(principal.token_id)
+        if wait > 0:
+            RATE_LIMITED.inc()
+            retry = str(max(1, math.ceil(wait))).encode()
+            await _answer(
+                send,
+                429,
+                f"too many requests for this token; retry after {retry.decode()} s",
+                [(b"retry-after", retry)],
+            )
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)

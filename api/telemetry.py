@@ -23,6 +23,9 @@ WS_FRAMES = Counter("ioc_api_ws_frames_total", "frames queued for websocket clie
 WS_SLOW_CLOSED = Counter(
     "ioc_api_ws_slow_closed_total", "websocket clients closed with 4008 (too slow)", ["stream"]
 )
+RATE_LIMITED = Counter(
+    "ioc_api_rate_limited_total", "requests refused with 429 (a token over its request rate)"
+)
 WS_DENIED = Counter(
     "ioc_api_ws_denied_total", "websocket connections refused (4401/4403/4400)", ["code"]
 )

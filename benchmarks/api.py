@@ -297,7 +297,11 @@ def bench_ws(
     token = _token(url)
     print(f"== websocket fan-out: {alerts} alerts at {rate:g}/s, commit -> client receipt")
     print(f"  API: {workers} worker process(es); clients in {procs} other processes")
-    limits = {"IOC_API_WS_QUEUE": "1000", "IOC_API_WS_MAX_CLIENTS": str(clients + 100)}
+    limits = {
+        "IOC_API_WS_QUEUE": "1000",
+        "IOC_API_WS_MAX_CLIENTS": str(clients + 100),
+        "IOC_API_WS_PER_TOKEN": str(clients + 100),  # every client uses the one token
+    }
     with api_server(url, workers, **limits) as base:
         base_ms = ws_round(base, token, 1, 1, alerts, rate)
         print(f"  baseline, 1 client            {_summary(base_ms)}")

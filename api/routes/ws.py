@@ -41,6 +41,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008
 CLOSE_RESUME_AHEAD = 4409
+CLOSE_TOO_MANY_FOR_TOKEN = 4429
 CLOSE_TRY_LATER = 1013
 _SEVERITIES = {s.value for s in Severity}
 _KINDS = {k.value for k in SensorKind}
@@ -234,6 +235,8 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
                 "reconnect without since",
             )
             return
+    if not await _claim(websocket, user, settings):
+        return
     await accept(websocket)
     sub = AlertSubscriber(settings.api_ws_queue, flt)
     head = hub.register(sub)
@@ -242,6 +245,35 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
         await _serve(websocket, sub, sender, "alerts", settings)
     finally:
         hub.unregister(sub)
+        _release(websocket, user)
+
+
+def _open_per_token(ws: WebSocket) -> dict[int, int]:
+    table: dict[int, int] = ws.app.state.ws_per_token
+    return table
+
+
+async def _claim(ws: WebSocket, user: Principal, settings: ApiSettings) -> bool:
+    """Count one more open websocket of ``user``'s token, or refuse it (4429) at the limit."""
+    table = _open_per_token(ws)
+    if table.get(user.token_id, 0) >= settings.api_ws_per_token:
+        await _deny(
+            ws,
+            CLOSE_TOO_MANY_FOR_TOKEN,
+            f"too many websockets for this token (at most {settings.api_ws_per_token})",
+        )
+        return False
+    table[user.token_id] = table.get(user.token_id, 0) + 1
+    return True
+
+
+def _release(ws: WebSocket, user: Principal) -> None:
+    table = _open_per_token(ws)
+    left = table.get(user.token_id, 0) - 1
+    if left > 0:
+        table[user.token_id] = left
+    else:
+        table.pop(user.token_id, None)
 
 
 async def _newest_seq(ws: WebSocket) -> int | None:
@@ -299,6 +331,8 @@ async def ws_readings(websocket: WebSocket, send: Send) -> None:
         )
         return
     hub: ReadingsHub = websocket.app.state.readings_hub
+    if not await _claim(websocket, user, settings):
+        return
     await accept(websocket)
     sub = Subscriber(settings.api_ws_queue)
     hub.watch(sensor, sub)
@@ -309,6 +343,7 @@ async def ws_readings(websocket: WebSocket, send: Send) -> None:
         await _serve(websocket, sub, sender, "readings", settings)
     finally:
         hub.unwatch(sensor, sub)
+        _release(websocket, user)
 
 
 async def _send_frames(ws: WebSocket, send: Send, sub: Subscriber, heartbeat_s: float) -> None:

@@ -185,10 +185,11 @@ class FakeSocket:
     def __init__(self, pool: AsyncConnectionPool[Any], token: str | None) -> None:
         self.query_params = {"token": token} if token else {}
         self.headers: dict[str, str] = {}
+        self.scope: dict[str, Any] = {}  # no sub-protocols offered
         self.app = type("App", (), {"state": type("State", (), {"pool": pool})()})()
         self.closed: tuple[int, str] | None = None
 
-    async def accept(self) -> None:
+    async def accept(self, subprotocol: str | None = None) -> None:
         pass
 
     async def close(self, code: int, reason: str) -> None:

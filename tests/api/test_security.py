@@ -4,6 +4,7 @@ headers, bounded request heads, and the token checked before anything else."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,16 +12,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.api.conftest import auth
+from api.config import ApiSettings
+from api.security import TokenBuckets
+from tests.api.conftest import LiveApi, auth
 from tests.support.servers import MosquittoServer, free_port
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e]
@@ -214,3 +218,55 @@ def test_the_dashboard_runs_under_its_csp(
         assert not errors, errors
     finally:
         ctx.close()
+
+
+def test_token_buckets_refill_at_the_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [buckets.take(1) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take(1) == pytest.approx(0.5)  # empty: one more in half a second
+    assert buckets.take(2) == 0.0  # another token has its own bucket
+    now[0] += 0.5
+    assert buckets.take(1) == 0.0
+    assert buckets.take(1) > 0
+    assert TokenBuckets(rate=0, burst=1).take(1) == 0.0  # 0: no limit
+
+
+def test_request_rate_and_websockets_per_token(
+    api_settings: ApiSettings,
+    make_api: Callable[[ApiSettings], LiveApi],
+    tokens: dict[str, str],
+) -> None:
+    live = make_api(
+        api_settings.model_copy(
+            update={"api_rate_per_token": 1.0, "api_rate_burst": 5, "api_ws_per_token": 2}
+        )
+    )
+    with httpx.Client(base_url=live.url, timeout=10) as client:
+        codes = [client.get("/api/v1/me", headers=auth(tokens["analyst"])) for _ in range(8)]
+        assert [r.status_code for r in codes[:5]] == [200] * 5
+        refused = codes[-1]
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 2
+        assert "too many requests" in refused.json()["detail"]
+        # other tokens are not affected, and a wrong token is still 401 first
+        assert client.get("/api/v1/me", headers=auth(tokens["operator"])).status_code == 200
+        assert client.get("/api/v1/me", headers=auth("nope")).status_code == 401
+        time.sleep(1.1)
+        assert client.get("/api/v1/me", headers=auth(tokens["analyst"])).status_code == 200
+    url = f"{live.ws_url}/ws/alerts?token={tokens['operator']}"
+    first, second = connect(url), connect(url)
+    try:
+        for ws in (first, second):
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        with connect(url) as third, pytest.raises(ConnectionClosed) as closed:
+            third.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        with connect(f"{live.ws_url}/ws/alerts?token={tokens['admin']}") as other:
+            assert json.loads(other.recv(timeout=5))["type"] == "hello"
+    finally:
+        first.close()
+        second.close()
+    time.sleep(0.3)  # closed ones no longer count
+    with connect(url) as again:
+        assert json.loads(again.recv(timeout=5))["type"] == "hello"
