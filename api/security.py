@@ -112,6 +112,13 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_preflight(scope: Scope) -> bool:
+    if scope.get("method") != "OPTIONS":
+        return False
+    names = {name for name, _ in scope.get("headers", ())}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
 class TokenBuckets:
     """A request rate per token: ``rate`` a second on average, bursts of ``burst``.
 
@@ -154,7 +161,7 @@ class AuthFirst:
         self.buckets: TokenBuckets | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") == "OPTIONS":
+        if scope["type"] != "http" or _is_preflight(scope):
             await self.app(scope, receive, send)  # CORS preflights carry no credentials
             return
         state: Any = scope["app"].state

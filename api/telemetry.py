@@ -61,7 +61,7 @@ class MetricsMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                HTTP_SECONDS.labels(scope["method"], _route(scope)).observe(
+                HTTP_SECONDS.labels(_method(scope), _route(scope)).observe(
                     time.perf_counter() - start
                 )
             await send(message)
@@ -69,7 +69,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            HTTP_REQUESTS.labels(scope["method"], _route(scope), str(status[0])).inc()
+            HTTP_REQUESTS.labels(_method(scope), _route(scope), str(status[0])).inc()
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(scope: MutableMapping[str, Any]) -> str:
+    """The method as a label: any other token (``FOO``) is ``other``, so labels stay few."""
+    method: str = scope["method"]
+    return method if method in _METHODS else "other"
 
 
 def _route(scope: MutableMapping[str, Any]) -> str:
