@@ -43,6 +43,7 @@ from core.errors import (
     PermissionDeniedError,
     TopicError,
 )
+from core.logs import redact_loggers
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def _configure(settings: ApiSettings) -> Any:
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The API application; the pool and streams open in its lifespan."""
     settings = settings or ApiSettings()
+    # uvicorn logs every websocket's URL (query included) on its own loggers
+    redact_loggers("uvicorn.error", "uvicorn.access", "websockets.server")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,29 @@ def redact(text: str) -> str:
     )
 
 
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message where it is logged, whatever handler shows it later."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def redact_loggers(*names: str) -> None:
+    """Put the redacting filter on these loggers (for servers that log request lines with
+    handlers of their own, such as uvicorn's default logging configuration)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
 class RedactingFormatter(logging.Formatter):
     """Plain text lines with secrets redacted (uvicorn's access and websocket lines included)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -271,3 +272,30 @@ def test_request_rate_and_websockets_per_token(
     time.sleep(0.3)  # closed ones no longer count
     with connect(url) as again:
         assert json.loads(again.recv(timeout=5))["type"] == "hello"
+
+
+def test_redaction_holds_whatever_handler_logs(
+    shared_api: LiveApi, shared_tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn's own loggers are filtered too (pytest's handler has no redacting formatter)."""
+    token = shared_tokens["engineer"]
+    with caplog.at_level(logging.INFO):
+        with connect(f"{shared_api.ws_url}/ws/alerts?token={token}") as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        time.sleep(0.2)
+    assert "/ws/alerts?token=[redacted]" in caplog.text
+    assert token not in caplog.text
+
+
+def test_redact() -> None:
+    from core.logs import redact
+
+    line = (
+        'GET /ws/alerts?since=3&token=abc-DEF_123&kind=x "Authorization: Bearer s3cr.et" '
+        'mqtt://ingest:pa55@broker:1883 ioc.bearer.tok-en {"u": "/x?access_token=zz"}'
+    )
+    clean = redact(line)
+    for secret in ("abc-DEF_123", "s3cr.et", "pa55", "tok-en", "zz"):
+        assert secret not in clean
+    assert "since=3&token=[redacted]&kind=x" in clean
+    assert "mqtt://ingest:[redacted]@broker:1883" in clean
