@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -213,9 +216,16 @@ SERVICE_PASSWORDS = {
 @pytest.fixture
 def secured_broker(tmp_path: Path) -> Iterator[int]:
     """deploy/mosquitto as in docker-compose: its entrypoint, config, ACL and a password file."""
+    with _secured_broker(tmp_path) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def _secured_broker(tmp_path: Path, certs: Path | None = None) -> Iterator[tuple[int, int]]:
+    """(plain port, TLS port) of the compose broker set-up run by its own entrypoint."""
     if shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto_passwd is not installed")
-    port = free_port()
+    port, tls_port = free_port(), free_port()
     data = tmp_path / "data"
     data.mkdir()
     passwd = data / "passwd"
@@ -234,6 +244,9 @@ def secured_broker(tmp_path: Path) -> Iterator[int]:
         "PATH": os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/bin"]),
         "MOSQUITTO_CONF": str(conf_path),
         "MOSQUITTO_PASSWD_FILE": str(passwd),
+        "MOSQUITTO_CERTS": str(certs or tmp_path / "no-certs"),
+        "MOSQUITTO_CONF_D": str(data / "conf.d"),
+        "MOSQUITTO_TLS_PORT": str(tls_port),
         **SERVICE_PASSWORDS,
     }
     with open(tmp_path / "mosquitto.log", "wb") as log:
@@ -242,7 +255,9 @@ def secured_broker(tmp_path: Path) -> Iterator[int]:
         )
     try:
         wait_port(port)
-        yield port
+        if certs is not None:
+            wait_port(tls_port)
+        yield port, tls_port
     finally:
         proc.terminate()
         proc.wait(10)
@@ -362,3 +377,48 @@ def test_broker_refuses_a_message_past_the_ingest_limit(secured_broker: int) -> 
     finally:
         ingest.close()
         cam.close()
+
+
+def _make_certs(where: Path) -> Path:
+    where.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(where / "server.key"), "-out", str(where / "server.crt"),
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return where
+
+
+@pytest.mark.mqtt
+def test_tls_listener_when_certificates_are_mounted(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    certs = _make_certs(tmp_path / "certs")
+    with _secured_broker(tmp_path, certs) as (port, tls_port):
+        connected = threading.Event()
+        codes: list[int] = []
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False
+        )
+        c.username_pw_set("cam-0001", "cam-pw")
+        c.tls_set(ca_certs=str(certs / "server.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = lambda *a: (codes.append(a[3].value), connected.set())
+        c.connect("127.0.0.1", tls_port)
+        c.loop_start()
+        try:
+            assert connected.wait(10) and codes == [0]  # TLS, then the same password check
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        # the TLS port speaks nothing else; the plain port still works inside
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "server.crt"))
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                ctx.wrap_socket(raw, server_hostname="localhost").close()
+        plain = Client(port, "ingest", "ingest-pw")
+        assert not plain.refused
+        plain.close()

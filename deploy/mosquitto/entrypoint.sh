@@ -23,6 +23,24 @@ add_user simulator "${IOC_MQTT_SIMULATOR_PASSWORD:-}"
 if [ -n "${IOC_MQTT_ALERTS_READER_PASSWORD:-}" ]; then
   add_user alerts-reader "$IOC_MQTT_ALERTS_READER_PASSWORD"
 fi
+# TLS for devices: a listener on 8883 when a certificate and its key are mounted
+certs="${MOSQUITTO_CERTS:-/mosquitto/certs}"
+conf_d="${MOSQUITTO_CONF_D:-/mosquitto/data/conf.d}"
+mkdir -p "$conf_d"
+if [ -f "$certs/server.crt" ] && [ -f "$certs/server.key" ]; then
+  {
+    echo "listener ${MOSQUITTO_TLS_PORT:-8883}"
+    echo "protocol mqtt"
+    echo "certfile $certs/server.crt"
+    echo "keyfile $certs/server.key"
+    if [ -f "$certs/ca.crt" ]; then echo "cafile $certs/ca.crt"; fi
+    echo "tls_version tlsv1.2"
+  } >"$conf_d/tls.conf"
+  echo "entrypoint: TLS listener on ${MOSQUITTO_TLS_PORT:-8883} with $certs/server.crt" >&2
+else
+  rm -f "$conf_d/tls.conf"
+  echo "entrypoint: no $certs/server.crt and server.key: no TLS listener (plain 1883 only)" >&2
+fi
 if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then
   chown mosquitto:mosquitto "$passwd_file"
 fi
