@@ -52,6 +52,11 @@ class ApiSettings(Settings):
     api_ws_close_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="how long a too-slow client gets to take its close"
     )
+    api_ws_direct_write: bool = Field(
+        default=True,
+        description="fan alert events out by writing each socket directly when it is idle "
+        "(false: every frame through the ASGI send; for comparison)",
+    )
     api_ws_deflate: bool = Field(
         default=False,
         description="permessage-deflate on websockets (costs CPU per client per frame)",

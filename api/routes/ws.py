@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import psycopg
@@ -13,6 +15,8 @@ from fastapi import WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
+from websockets.protocol import Protocol as WsProtocol
+from websockets.protocol import State as WsState
 
 from api.auth import Permission, Principal, authenticate, bearer_from_header
 from api.config import ApiSettings
@@ -241,7 +245,9 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
     sub = AlertSubscriber(settings.api_ws_queue, flt)
     head = hub.register(sub)
     try:
-        sender = asyncio.create_task(_send_alerts(websocket, send, sub, since, head))
+        sender = asyncio.create_task(
+            _send_alerts(websocket, send, sub, since, head, settings.api_ws_direct_write)
+        )
         await _serve(websocket, sub, sender, "alerts", settings)
     finally:
         hub.unregister(sub)
@@ -288,29 +294,59 @@ async def _newest_seq(ws: WebSocket) -> int | None:
 
 
 async def _send_alerts(
-    ws: WebSocket, send: Send, sub: AlertSubscriber, since: int | None, head: int
+    ws: WebSocket, send: Send, sub: AlertSubscriber, since: int | None, head: int, direct: bool
 ) -> None:
-    last = since if since is not None else head
+    sub.last = since if since is not None else head
     clock = asyncio.get_running_loop().time
     if since is None:
         await ws.send_text(hello_text(head))
     elif since < head:
         async for ev in replay(ws.app.state.pool, since, head, sub.filter):
-            if ev.seq > last:
+            if ev.seq > sub.last:
                 sub.sending_since = clock()
                 await ws.send_text(ev.text)
                 sub.sending_since = 0.0
-                last = ev.seq
+                sub.last = ev.seq
+    if direct:  # live from here on: the hub may write events while this task waits
+        sub.direct = direct_writer(send)
     while True:
         frame = await sub.next()
         sub.sending_since = clock()  # the watcher closes a client stuck here (4008)
         if frame.kind is FrameKind.EVENT:
-            if frame.seq > last:  # else already sent (replayed, or resumed ahead of this hub)
+            if frame.seq > sub.last:  # else already sent (replayed, resumed ahead, direct)
                 await send(frame.message)  # the message shared by every client
-                last = frame.seq
+                sub.last = frame.seq
         else:
-            await ws.send_text(frame.text if frame.seq >= last else heartbeat_text(last))
+            await ws.send_text(frame.text if frame.seq >= sub.last else heartbeat_text(sub.last))
         sub.sending_since = 0.0
+
+
+def direct_writer(send: Send) -> Callable[[bytes], bool] | None:
+    """A synchronous writer of whole frames to the socket behind uvicorn's ``send``, when
+    that is safe: uvicorn's websockets protocol, no extension (no compression).  It writes
+    only while the connection is open and the transport takes data, else returns False and
+    the frame goes the normal way."""
+    proto: Any = getattr(send, "__self__", None)
+    conn = getattr(proto, "conn", None)
+    transport = getattr(proto, "transport", None)
+    writable = getattr(proto, "writable", None)
+    if not isinstance(conn, WsProtocol) or conn.extensions or transport is None:
+        return None
+    if not isinstance(writable, asyncio.Event):
+        return None
+
+    def write(data: bytes) -> bool:
+        if (
+            getattr(proto, "close_sent", True)
+            or conn.state is not WsState.OPEN
+            or not writable.is_set()
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(data)
+        return True
+
+    return write
 
 
 async def ws_readings(websocket: WebSocket, send: Send) -> None:

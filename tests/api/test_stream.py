@@ -77,3 +77,46 @@ def test_offer_after_overflow_is_ignored() -> None:
         return sub.qsize()
 
     assert asyncio.run(run()) == 1
+
+
+def test_deliver_writes_directly_only_when_nothing_is_ahead() -> None:
+    async def run() -> None:
+        sub = AlertSubscriber(10, AlertFilter())
+        written: list[bytes] = []
+        socket_takes = [True]
+
+        def direct(data: bytes) -> bool:
+            if socket_takes[0]:
+                written.append(data)
+            return socket_takes[0]
+
+        sub.direct = direct
+        frames = [Frame(FrameKind.EVENT, seq, f'{{"seq":{seq}}}') for seq in range(1, 6)]
+        # the sender is not waiting yet (replaying, say): queued
+        sub.deliver(frames[0])
+        assert written == [] and sub.qsize() == 1
+        assert (await sub.next()).seq == 1
+        sub.last = 1
+        waiting = asyncio.ensure_future(sub.next())
+        await asyncio.sleep(0)  # the sender now waits for work: written straight away
+        sub.deliver(frames[1])
+        assert written == [frames[1].wire] and sub.last == 2 and sub.qsize() == 0
+        # the socket does not take data: queued, and what follows queues behind it
+        socket_takes[0] = False
+        sub.deliver(frames[2])
+        socket_takes[0] = True
+        sub.deliver(frames[3])
+        assert [f.seq for f in sub.pending] == [3, 4]
+        assert (await waiting).seq == 3
+        assert [f.seq for f in sub.pending] == [4]
+        assert len(written) == 1
+        # a frame at or below what was sent is never written again
+        sub.pending.clear()
+        waiting = asyncio.ensure_future(sub.next())
+        await asyncio.sleep(0)
+        sub.deliver(frames[0])
+        assert len(written) == 1 and (await waiting).seq == 1  # the sender drops it
+        # the bytes are a complete, unmasked text frame
+        assert frames[1].wire == b"\x81" + bytes([len('{"seq":2}')]) + b'{"seq":2}'
+
+    asyncio.run(run())
