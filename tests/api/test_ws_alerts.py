@@ -83,7 +83,9 @@ def test_hello_then_live_events(
         assert hello == {"type": "hello", "seq": head}
         # live: the hub writes to this idle client's socket directly
         hub = live_api.app.state.alert_hub
-        assert live_api.call(lambda: [s.direct is not None for s in hub.subscribers]) == [True]
+        wait_until(
+            lambda: live_api.call(lambda: [s.direct is not None for s in hub.subscribers]) == [True]
+        )
         aid = insert_alert(db, severity="warning")
         (ev,) = collect_alerts(ws, lambda g: len(g) >= 1)
         assert ev["seq"] == head + 1 and ev["action"] == "opened" and ev["actor"] == "system"
