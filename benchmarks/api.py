@@ -100,6 +100,7 @@ def api_server(url: str, workers: int = 1, **env: str) -> Iterator[str]:
         "IOC_DATABASE_URL": url,
         "IOC_LOG_LEVEL": "WARNING",
         "IOC_API_PORT": str(port),
+        "IOC_API_RATE_PER_TOKEN": "0",  # the benchmarks measure speed, not the rate limit
         **env,
     }
     cmd = [sys.executable, "-m", "ioc", "api", "--workers", str(workers)]
