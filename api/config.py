@@ -115,6 +115,10 @@ class ApiSettings(Settings):
     api_public_metrics: bool = Field(
         default=True, description="serve /metrics without a token (false: admin token needed)"
     )
+    api_public_docs: bool = Field(
+        default=False,
+        description="serve /docs, /redoc and /openapi.json without a token (ioc demo does)",
+    )
     api_static_dir: str = Field(
         default="", description="dashboard directory; empty: the one shipped in api/static"
     )

@@ -87,12 +87,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def needs_token(path: str, public_metrics: bool) -> bool:
+def needs_token(path: str, public_metrics: bool, public_docs: bool = False) -> bool:
     """Whether ``path`` is behind a bearer token (the REST API, its schema and docs)."""
     if path.startswith("/api/") or path == "/api":
         return True
     if path.startswith(DOCS_PATHS):
-        return True
+        return not public_docs
     return path == "/metrics" and not public_metrics
 
 
@@ -165,7 +165,8 @@ class AuthFirst:
             await self.app(scope, receive, send)  # CORS preflights carry no credentials
             return
         state: Any = scope["app"].state
-        if not needs_token(scope["path"], state.settings.api_public_metrics):
+        settings = state.settings
+        if not needs_token(scope["path"], settings.api_public_metrics, settings.api_public_docs):
             await self.app(scope, receive, send)
             return
         header = None
@@ -186,7 +187,6 @@ class AuthFirst:
             await _answer(send, 503, "the database is unavailable; try again", [])
             return
         if self.buckets is None:
-            settings = state.settings
             self.buckets = TokenBuckets(settings.api_rate_per_token, settings.api_rate_burst)
         wait = self.buckets.take(principal.token_id)
         if wait > 0:

@@ -193,7 +193,12 @@ class Demo:
     def start_parts(self) -> str:
         env = self.child_env()
         port = _port(self.args.port, self.settings.demo_port, "--port")
-        api_env = {**env, "IOC_API_HOST": "127.0.0.1", "IOC_API_PORT": str(port)}
+        api_env = {
+            **env,
+            "IOC_API_HOST": "127.0.0.1",
+            "IOC_API_PORT": str(port),
+            "IOC_API_PUBLIC_DOCS": "true",  # a local demo: /docs opens in a browser
+        }
         for name, part_env in (("ingest", env), ("analytics", env), ("api", api_env)):
             part = Part(name, [name], part_env, self.logs / f"{name}.log")
             part.start()

@@ -299,3 +299,17 @@ def test_redact() -> None:
         assert secret not in clean
     assert "since=3&token=[redacted]&kind=x" in clean
     assert "mqtt://ingest:[redacted]@broker:1883" in clean
+
+
+def test_which_paths_need_a_token() -> None:
+    from api.security import needs_token
+
+    for path in ("/api/v1/me", "/api", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"):
+        assert needs_token(path, public_metrics=True)
+    for path in ("/", "/static/app.js", "/healthz", "/readyz", "/metrics"):
+        assert not needs_token(path, public_metrics=True)
+    assert needs_token("/metrics", public_metrics=False)
+    # IOC_API_PUBLIC_DOCS (ioc demo): the docs open in a browser, the API still needs a token
+    assert not needs_token("/docs", public_metrics=True, public_docs=True)
+    assert not needs_token("/openapi.json", public_metrics=True, public_docs=True)
+    assert needs_token("/api/v1/me", public_metrics=True, public_docs=True)
