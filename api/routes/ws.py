@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.auth import Permission, Principal, authenticate, bearer_from_header
 from api.config import ApiSettings
+from api.i18n import reader_language
 from api.params import DB_INT_MAX, parse_bbox
 from api.readings_stream import ReadingsHub
 from api.stream import (
@@ -30,6 +31,7 @@ from api.stream import (
 )
 from api.telemetry import WS_DENIED, WS_SLOW_CLOSED
 from core.errors import AuthError, PermissionDeniedError
+from core.i18n import LANGUAGES, Lang, language
 from core.topics import SENSOR_ID_RE
 from core.types import SensorKind, Severity
 
@@ -85,6 +87,19 @@ def _many(ws: WebSocket, name: str, allowed: set[str] | None = None) -> frozense
         if bad:
             raise BadParameter(f"{name} must be among {', '.join(sorted(allowed))}")
     return frozenset(values)
+
+
+def _alert_language(ws: WebSocket) -> Lang | None:
+    """``?lang=`` (vi or en), else ``Accept-Language`` if sent, else None (messages as stored)."""
+    raw = ws.query_params.get("lang")
+    if raw:
+        lang = language(raw)
+        if lang is None or len(raw) > 35:
+            raise BadParameter(f"lang must be one of {', '.join(LANGUAGES)}")
+        return lang
+    if ws.headers.get("accept-language"):
+        return reader_language(ws)
+    return None
 
 
 def _alert_params(ws: WebSocket) -> tuple[int | None, AlertFilter]:
@@ -157,6 +172,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
         return
     try:
         since, flt = _alert_params(websocket)
+        lang = _alert_language(websocket)
     except BadParameter as exc:
         await _deny(websocket, CLOSE_BAD_REQUEST, str(exc))
         return
@@ -164,7 +180,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
         await _deny(websocket, CLOSE_TRY_LATER, "too many clients; try again later")
         return
     await websocket.accept()
-    sub = AlertSubscriber(settings.api_ws_queue, flt)
+    sub = AlertSubscriber(settings.api_ws_queue, flt, lang)
     head = hub.register(sub)
     try:
         sender = asyncio.create_task(_send_alerts(websocket, send, sub, since, head))
@@ -180,7 +196,7 @@ async def _send_alerts(
     if since is None:
         await ws.send_text(hello_text(head))
     elif since < head:
-        async for ev in replay(ws.app.state.pool, since, head, sub.filter):
+        async for ev in replay(ws.app.state.pool, since, head, sub.filter, sub.lang):
             if ev.seq > last:
                 await ws.send_text(ev.text)
                 last = ev.seq
