@@ -42,9 +42,10 @@ export function storeToken(token) {
 }
 
 export class Api {
-  constructor(token, { onUnauthorized = () => {} } = {}) {
+  constructor(token, { onUnauthorized = () => {}, language = "" } = {}) {
     this.token = token;
     this.onUnauthorized = onUnauthorized;
+    this.language = language; // sent as Accept-Language: alert messages come in it
   }
 
   async request(method, path, { query, body, signal } = {}) {
@@ -59,6 +60,7 @@ export class Api {
       if (s) url += `?${s}`;
     }
     const headers = { Accept: "application/json", Authorization: `Bearer ${this.token}` };
+    if (this.language) headers["Accept-Language"] = this.language;
     const init = { method, headers, signal, cache: "no-store" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";

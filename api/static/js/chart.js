@@ -1,5 +1,6 @@
 // The readings chart: a hand-drawn canvas line of one metric with its alerts marked.
 
+import { t as tr } from "./i18n.js";
 import {
   SEVERITY_ICON, TZ_OFFSET_MS, fmtClock, fmtDay, fmtFull, fmtHM, fmtNum, metricLabel, toDate,
   withUnit,
@@ -33,7 +34,7 @@ export class Chart {
     this.end = Date.now();
     this.live = true;
     this.bucketed = false;
-    this.message = "Select a sensor on the map or an alert in the feed";
+    this.message = tr("chart.select.feed");
     this.hover = null;
     this._frame = 0;
     new ResizeObserver(() => this.draw()).observe(canvas);
@@ -151,7 +152,7 @@ export class Chart {
       ctx.font = `${Math.round(fontSize * 1.05)}px ${this.font}`;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      ctx.fillText(this.metric ? this.message || "No readings in this period" : this.message, w / 2, h / 2);
+      ctx.fillText(this.metric ? this.message || tr("chart.empty") : this.message, w / 2, h / 2);
       if (!this.metric) return;
     }
 
@@ -219,7 +220,7 @@ export class Chart {
       ctx.fillText(step >= 86400e3 || midnight ? fmtDay(d) : fmtHM(d), x, pad.t + plotH + this.fontPx * 0.5);
     }
     ctx.textAlign = "left";
-    ctx.fillText(`Hanoi time (ICT)`, pad.l, pad.t + plotH + this.fontPx * 1.5);
+    ctx.fillText(tr("chart.axis_time"), pad.l, pad.t + plotH + this.fontPx * 1.5);
 
     ctx.save();
     ctx.beginPath();
@@ -384,10 +385,13 @@ export class Chart {
 
   /** A sentence for screen readers. */
   summary(sensorName) {
-    if (!this.metric || !this.points.length) return this.message || "No data";
+    if (!this.metric || !this.points.length) return this.message || tr("chart.no_data");
     const vals = this.points.map((p) => p.v);
     const last = this.points[this.points.length - 1];
-    return `${metricLabel(this.metric)} at ${sensorName}: latest ${withUnit(last.v, this.metric)} at ${fmtClock(new Date(last.t))}, ` +
-      `range ${fmtNum(Math.min(...vals))} to ${fmtNum(Math.max(...vals))}, ${this.alerts.length} alert(s) in view.`;
+    return tr("chart.summary", {
+      metric: metricLabel(this.metric), sensor: sensorName, latest: withUnit(last.v, this.metric),
+      time: fmtClock(new Date(last.t)), min: fmtNum(Math.min(...vals)), max: fmtNum(Math.max(...vals)),
+      alerts: this.alerts.length,
+    });
   }
 }
