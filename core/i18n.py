@@ -21,7 +21,6 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
@@ -29,13 +28,15 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
 
+from core.types import DISPLAY_TZ
+
 logger = logging.getLogger(__name__)
 
 Lang = Literal["vi", "en"]
 LANGUAGES: Final[tuple[Lang, ...]] = ("vi", "en")
 DEFAULT_LANGUAGE: Final[Lang] = "vi"
 DOMAIN: Final = "ioc"
-LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCAL_TZ: Final = DISPLAY_TZ
 # BCP 47 tags, as Content-Language and CAP <language> want them
 TAGS: Final[dict[Lang, str]] = {"vi": "vi-VN", "en": "en-US"}
 _DATE_FORMAT: Final[dict[Lang, str]] = {"vi": "dd/MM/yyyy HH:mm", "en": "d MMM yyyy, HH:mm"}

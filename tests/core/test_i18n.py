@@ -296,3 +296,14 @@ def test_unknown_rules_and_odd_evidence_still_read_well() -> None:
     assert alert_text.render(unknown, "vi") == "x-1: bụi mịn PM2.5 12,2 µg/m³ (nghiêm trọng)"
     broken = {**unknown, "rule": "fire_risk.level", "evidence": {"level": "VII"}}
     assert alert_text.render(broken, "vi") == "x-1: bụi mịn PM2.5 12,2 µg/m³ (nghiêm trọng)"
+
+
+def test_every_built_in_rule_has_a_name_in_both_languages() -> None:
+    import tomllib
+
+    rules = resources.files("analytics") / "stages" / "default_rules.toml"
+    ids = {r["id"] for r in tomllib.loads(rules.read_text(encoding="utf-8"))["rules"]}
+    assert ids
+    for lang in LANGUAGES:
+        names = {m.id for m in _catalog(lang) if m.id}
+        assert {f"rule.{i}" for i in ids} <= names, lang
