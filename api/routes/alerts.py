@@ -11,7 +11,7 @@ from pydantic import Field
 
 from api.cap import CAP_MEDIA_TYPE, alert_to_cap
 from api.deps import AlertActor, ConnDep, Reader, SettingsDep
-from api.i18n import LangDep, localize_all
+from api.i18n import LangDep, localize_all, sensor_names
 from api.models import AlertDetail, AlertPage, AlertPublic, CommentIn, NoteIn, SensorId, TimeParam
 from api.params import DB_INT_MAX, MAX_ALERTS_PAGE
 from api.queries import ALERT_COLUMNS, Where, fetch_alert, fetch_events
@@ -205,9 +205,13 @@ async def get_cap(
     alert = await fetch_alert(conn, alert_id)
     if alert is None:
         raise NotFoundError(f"alert {alert_id} does not exist")
+    names = await sensor_names(conn, [alert.sensor])
     return Response(
         alert_to_cap(
-            alert, sender=settings.api_cap_sender, sender_name=settings.api_cap_sender_name
+            alert,
+            sender=settings.api_cap_sender,
+            sender_name=settings.api_cap_sender_name,
+            sensor_name=names.get(alert.sensor),
         ),
         media_type=CAP_MEDIA_TYPE,
     )
