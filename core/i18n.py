@@ -16,16 +16,16 @@ import io
 import logging
 import math
 import re
-import string
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Final, Literal
 
+from babel.core import Locale
 from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import get_decimal_symbol, get_group_symbol
 from babel.support import Translations
 
 from core.types import DISPLAY_TZ
@@ -106,9 +106,18 @@ def translations(lang: Lang) -> Translations:
     return Translations(buf, domain=DOMAIN)
 
 
+@cache
 def has(lang: Lang, msgid: str) -> bool:
     """Whether the catalogue of ``lang`` translates ``msgid``."""
     return translations(lang).gettext(msgid) != msgid
+
+
+@cache
+def _template(lang: Lang, msgid: str) -> str:
+    template = translations(lang).gettext(msgid)
+    if template == msgid and lang != "en":
+        template = translations("en").gettext(msgid)
+    return template
 
 
 def text(lang: Lang, msgid: str, /, **fields: object) -> str:
@@ -117,12 +126,10 @@ def text(lang: Lang, msgid: str, /, **fields: object) -> str:
     A message missing from ``lang`` falls back to English, then to the id itself; a field
     the text names but the caller did not give is left as ``{name}`` (never an error).
     """
-    template = translations(lang).gettext(msgid)
-    if template == msgid and lang != "en":
-        template = translations("en").gettext(msgid)
+    template = _template(lang, msgid)
     if not fields:
         return template
-    return string.Formatter().vformat(template, (), _Fields(fields))
+    return template.format_map(_Fields(fields))
 
 
 class _Fields(dict[str, object]):
@@ -130,12 +137,28 @@ class _Fields(dict[str, object]):
         return "{" + key + "}"
 
 
+@cache
+def _separators(lang: Lang) -> dict[int, str]:
+    """``lang``'s decimal and group symbols (from Babel's CLDR data), as a translate table."""
+    locale = Locale.parse(lang)
+    return {ord("."): get_decimal_symbol(locale), ord(","): get_group_symbol(locale)}
+
+
 def number(value: float | int, lang: Lang, digits: int = 1) -> str:
-    """``value`` with at most ``digits`` decimals, grouped the way ``lang`` writes numbers."""
+    """``value`` with at most ``digits`` decimals, grouped the way ``lang`` writes numbers.
+
+    The same text as Babel's ``format_decimal(value, "#,##0.#", locale=lang)``, at a
+    fraction of the cost (the symbols come from Babel once; the digits from ``format``),
+    for pages of thousands of alerts.
+    """
     if not math.isfinite(value):
         return "–"
-    pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
-    return format_decimal(value, format=pattern, locale=lang)
+    out = f"{value:,.{max(digits, 0)}f}"
+    if digits > 0:
+        out = out.rstrip("0").rstrip(".")
+    if out == "-0":
+        out = "0"
+    return out.translate(_separators(lang))
 
 
 def when(moment: datetime, lang: Lang) -> str:

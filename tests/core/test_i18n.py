@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 
 from core import alert_text
 from core.i18n import LANGUAGES, Lang, negotiate, number, text, when
@@ -80,6 +81,18 @@ def test_numbers_and_dates_follow_the_language() -> None:
     moment = datetime(2026, 12, 5, 1, 30, tzinfo=UTC)  # 08:30 in Hanoi
     assert when(moment, "vi") == "05/12/2026 08:30"
     assert when(moment, "en") == "5 Dec 2026, 08:30"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_numbers_agree_with_babel(lang: Lang) -> None:
+    # (decimal ties such as 0.05 may round either way: Babel rounds the shortest decimal
+    # text, format() the binary value; both are within half a unit of the last digit)
+    values = [0, -0.04, 0.07, 1, 9.96, 12.25, 999.96, 1234.5, -1234.56, 1251.5, 1e7 + 0.5]
+    for digits in (0, 1, 3):
+        pattern = "#,##0" + ("." + "#" * digits if digits else "")
+        for v in values:
+            want = format_decimal(v, format=pattern, locale=lang)
+            assert number(v, lang, digits) in (want, want.replace("-0", "0")), (v, digits)
 
 
 def test_text_falls_back_and_never_raises() -> None:
