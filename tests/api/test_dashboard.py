@@ -596,6 +596,10 @@ def test_vietnamese_by_default_and_english_at_a_switch(
     assert dims["sw"] <= width
     if width >= 1920:
         assert dims["header"] < height * 0.1  # still one line of header in Vietnamese
+    shots = os.environ.get("IOC_DASHBOARD_SCREENSHOTS")
+    if shots:
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(shots) / f"dashboard-vi-{width}x{height}.png"))
 
     page.select_option("#lang-pick", "en")
     page.wait_for_function("document.documentElement.lang === 'en'")
@@ -606,4 +610,11 @@ def test_vietnamese_by_default_and_english_at_a_switch(
     msg = card.locator(".a-msg").inner_text()
     assert "street flooding 52.5 cm is at or above the critical level 40 cm" in msg, msg
     assert page.evaluate("localStorage.getItem('ioc.lang')") == "en"
+    if width >= 1920:
+        header = page.evaluate("document.querySelector('header').getBoundingClientRect().height")
+        assert header < height * 0.1  # one line in English too
+    if shots:
+        page.wait_for_selector("#conn[data-state='live']")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(shots) / f"dashboard-en-{width}x{height}.png"))
     assert p.errors == []

@@ -318,7 +318,7 @@ export class Chart {
       }
       ctx.fillStyle = colr;
       ctx.textAlign = "center";
-      const label = `${SEVERITY_ICON[a.severity] || "●"} ${a.severity.toUpperCase()}${a.metric === this.metric ? "" : ` (${metricLabel(a.metric)})`}`;
+      const label = `${SEVERITY_ICON[a.severity] || "●"} ${tr(`sev.${a.severity}`).toUpperCase()}${a.metric === this.metric ? "" : ` (${metricLabel(a.metric)})`}`;
       const lw = ctx.measureText(label).width;
       const lx = Math.min(Math.max(x, pad.l + lw / 2), pad.l + plotW - lw / 2);
       if (lx - lw / 2 > lastLabelX + 4) {
@@ -374,7 +374,7 @@ export class Chart {
     if (this.bucketed && Number.isFinite(best.lo)) {
       text += ` (min ${fmtNum(best.lo)}, max ${fmtNum(best.hi)})`;
     }
-    if (near) text += `\n${near.severity.toUpperCase()}: ${near.message} (${fmtFull(near.opened_at)})`;
+    if (near) text += `\n${tr(`sev.${near.severity}`).toUpperCase()}: ${near.message} (${fmtFull(near.opened_at)})`;
     this.tooltip.textContent = text;
     this.tooltip.hidden = false;
     const tipX = Math.min(x + 14, rect.width - this.tooltip.offsetWidth - 4);
