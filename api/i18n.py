@@ -42,6 +42,15 @@ def response_language(request: HTTPConnection, response: Response) -> Lang:
 LangDep = Annotated[Lang, Depends(response_language)]
 
 
+def error_language(request: HTTPConnection) -> Lang:
+    """The language of error details: English unless ``Accept-Language`` asks otherwise
+    (API clients match on them; people's screens send the header)."""
+    return negotiate(request.headers.get("accept-language"), "en")
+
+
+ErrorLangDep = Annotated[Lang, Depends(error_language)]
+
+
 async def sensor_names(conn: AsyncConnection[Any], sensors: Iterable[str]) -> dict[str, str]:
     """The names of ``sensors`` (those that have one), in one query."""
     ids = sorted(set(sensors))

@@ -166,6 +166,25 @@ def test_acknowledging_answers_in_the_readers_language(
     assert resp.status_code == 200, resp.text
     assert resp.json()["message"] == VI and resp.json()["status"] == "acknowledged"
     assert resp.headers["content-language"] == "vi"
+    # errors a person reads come in the same language
+    again = httpx.post(
+        f"{api_process}{ALERTS}/{alert_id}/acknowledge",
+        headers=auth(operator) | {"Accept-Language": "vi"},
+        timeout=10,
+    )
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"cảnh báo {alert_id} đã tiếp nhận; chỉ tiếp nhận được cảnh báo đang mở"
+    )
+    missing = httpx.get(
+        f"{api_process}{ALERTS}/999999", headers=auth(operator) | {"Accept-Language": "en"}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "alert 999999 does not exist"
+    missing = httpx.get(
+        f"{api_process}{ALERTS}/999999", headers=auth(operator) | {"Accept-Language": "vi"}
+    )
+    assert missing.json()["detail"] == "không có cảnh báo 999999"
 
 
 def _first_alert(ws: Any) -> dict[str, Any]:
