@@ -250,7 +250,7 @@ async function showDetails(alert, box) {
   }
   const rows = (detail.events || []).map((e) => el("tr", {},
     el("td", { title: fmtFull(e.time) }, fmtTime(e.time)),
-    el("td", {}, t(`action.${e.action}`)), el("td", {}, e.actor || ""), el("td", {}, e.note || "")));
+    el("td", {}, t(`action.${e.action}`)), el("td", {}, e.actor === "system" ? t("feed.system") : e.actor || ""), el("td", {}, e.note || "")));
   const parts = [
     el("p", {}, t("details.rule", { rule: detail.rule, detector: detail.detector, opened: fmtFull(detail.opened_at) })
       + (Number.isFinite(detail.score) ? ` · ${t("details.score", { score: fmtNum(detail.score) })}` : "")),
