@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from api.models import AlertPublic
+from core import alert_text
+from core.i18n import TAGS, Lang, text
 from core.metrics import METRICS
 from core.types import DISPLAY_TZ
 
@@ -55,11 +57,14 @@ def _categories(alert: AlertPublic) -> list[str]:
     return cats
 
 
-def _event_name(alert: AlertPublic) -> str:
+def _event_name(alert: AlertPublic, lang: Lang) -> str:
     metric = METRICS.get(alert.metric)
-    what = metric.description if metric else alert.metric.replace("_", " ")
+    if lang == "en":
+        what = metric.description if metric else alert.metric.replace("_", " ")
+    else:
+        what = alert_text.metric_name(alert.metric, lang)
     if alert.alert_class == "device":
-        return f"Sensor fault: {what}"
+        return text(lang, "cap.event.device", what=what)
     return what[:1].upper() + what[1:]
 
 
@@ -89,8 +94,16 @@ def _pair(parent: ET.Element, tag: str, name: str, value: str) -> None:
     _sub(el, "value", value)
 
 
-def alert_to_cap(alert: AlertPublic, *, sender: str, sender_name: str) -> bytes:
-    """The CAP 1.2 ``<alert>`` for the alert's current state.
+def alert_to_cap(
+    alert: AlertPublic,
+    *,
+    sender: str,
+    sender_name: str,
+    sensor_name: str | None = None,
+    languages: tuple[Lang, ...] = ("en", "vi"),
+) -> bytes:
+    """The CAP 1.2 ``<alert>`` for the alert's current state, with one ``<info>`` per language
+    (``en-US``, ``vi-VN``: the same facts, texts from the message catalogue).
 
     The first message about an alert (open, never repeated nor handled) is an ``Alert``;
     every later state is an ``Update`` that references it; a resolved alert's urgency
@@ -98,7 +111,6 @@ def alert_to_cap(alert: AlertPublic, *, sender: str, sender_name: str) -> bytes:
     ``<sender>.alert.<id>`` then ``<sender>.alert.<id>.<unix milliseconds>``.
     """
     ET.register_namespace("", CAP_NS)
-    resolved = alert.status == "resolved"
     first = (
         alert.status == "open"
         and alert.occurrences <= 1
@@ -122,12 +134,22 @@ def alert_to_cap(alert: AlertPublic, *, sender: str, sender_name: str) -> bytes:
     if not first:
         _sub(root, "references", f"{sender},{original},{cap_time(alert.opened_at)}")
     _sub(root, "incidents", original)
+    for lang in languages:
+        _info(root, alert, lang, sender_name, sensor_name)
+    ET.indent(root)
+    doc: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return doc
 
+
+def _info(
+    root: ET.Element, alert: AlertPublic, lang: Lang, sender_name: str, sensor_name: str | None
+) -> None:
+    resolved = alert.status == "resolved"
     info = _sub(root, "info")
-    _sub(info, "language", "en-US")
+    _sub(info, "language", TAGS[lang])
     for cat in _categories(alert):
         _sub(info, "category", cat)
-    event = _event_name(alert)
+    event = _event_name(alert, lang)
     _sub(info, "event", event)
     _sub(info, "responseType", "AllClear" if resolved else "Monitor")
     _sub(info, "urgency", "Past" if resolved else _URGENCY.get(alert.severity, "Unknown"))
@@ -137,11 +159,16 @@ def alert_to_cap(alert: AlertPublic, *, sender: str, sender_name: str) -> bytes:
     _sub(info, "onset", cap_time(alert.opened_at))
     _sub(info, "senderName", sender_name)
     place = alert.area or alert.sensor
-    suffix = "" if alert.status == "open" else f" ({alert.status})"
-    _sub(info, "headline", f"{alert.severity.upper()}: {event} at {place}{suffix}")
-    _sub(info, "description", _description(alert))
+    suffix = "" if alert.status == "open" else f" ({text(lang, f'cap.status.{alert.status}')})"
+    severity = text(lang, f"severity.{alert.severity}").upper()
+    _sub(
+        info,
+        "headline",
+        text(lang, "cap.headline", severity=severity, event=event, place=place) + suffix,
+    )
+    _sub(info, "description", _description(alert, lang, sensor_name))
     if resolved:
-        _sub(info, "instruction", "The condition has ended; no further action is needed.")
+        _sub(info, "instruction", text(lang, "cap.instruction.resolved"))
     unit = METRICS[alert.metric].unit if alert.metric in METRICS else None
     params = {
         "sensor": alert.sensor,
@@ -164,27 +191,37 @@ def alert_to_cap(alert: AlertPublic, *, sender: str, sender_name: str) -> bytes:
         _sub(area, "circle", f"{alert.lat:.6f},{alert.lon:.6f} {radius:g}")
     if alert.area:
         _pair(area, "geocode", "district", alert.area)
-    ET.indent(root)
-    doc: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return doc
 
 
-def _description(alert: AlertPublic) -> str:
-    lines = [alert.message]
+def _description(alert: AlertPublic, lang: Lang, sensor_name: str | None) -> str:
+    fields = alert.model_dump(
+        include={"sensor", "metric", "rule", "detector", "severity", "message", "value"}
+        | {"expected_low", "expected_high", "score", "evidence", "area"}
+    )
+    lines = [alert_text.render(fields, lang, sensor_name)]
     if alert.value is not None:
         unit = METRICS[alert.metric].unit if alert.metric in METRICS else ""
-        line = f"Measured {alert.metric} {_fmt(alert.value)} {unit}".rstrip()
+        measured = {"metric": alert.metric, "value": _fmt(alert.value), "unit": unit}
         if alert.expected_low is not None or alert.expected_high is not None:
             lo = _fmt(alert.expected_low) if alert.expected_low is not None else "-∞"
             hi = _fmt(alert.expected_high) if alert.expected_high is not None else "∞"
-            line += f"; expected {lo} to {hi}"
-        lines.append(line + ".")
+            line = text(lang, "cap.measured.expected", **measured, low=lo, high=hi)
+        else:
+            line = text(lang, "cap.measured", **measured)
+        lines.append(" ".join(line.split()))
     lines.append(
-        f"Sensor {alert.sensor} ({alert.kind}); {alert.alert_class.replace('_', ' ')}; "
-        f"seen {alert.occurrences} time(s) since {cap_time(alert.opened_at)}."
+        text(
+            lang,
+            "cap.sensor",
+            sensor=alert.sensor,
+            kind=alert.kind,
+            alert_class=text(lang, f"cap.class.{alert.alert_class}"),
+            occurrences=alert.occurrences,
+            since=cap_time(alert.opened_at),
+        )
     )
     if alert.status == "acknowledged" and alert.acknowledged_by:
-        lines.append(f"Acknowledged by {alert.acknowledged_by}.")
+        lines.append(text(lang, "cap.acknowledged_by", who=alert.acknowledged_by))
     if alert.status == "resolved" and alert.resolved_by:
-        lines.append(f"Resolved by {alert.resolved_by}.")
+        lines.append(text(lang, "cap.resolved_by", who=alert.resolved_by))
     return "\n".join(lines)

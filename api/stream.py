@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
+from api.i18n import localize, sensor_names
 from api.models import AlertPublic
 from api.params import BBox
 from api.telemetry import (
@@ -44,6 +45,7 @@ from api.telemetry import (
     WS_CLIENTS,
     WS_FRAMES,
 )
+from core.i18n import Lang
 
 logger = logging.getLogger(__name__)
 
@@ -188,16 +190,21 @@ class Subscriber:
 
 
 class AlertSubscriber(Subscriber):
-    __slots__ = ("filter",)
+    __slots__ = ("filter", "lang")
 
-    def __init__(self, maxsize: int, flt: AlertFilter) -> None:
+    def __init__(self, maxsize: int, flt: AlertFilter, lang: Lang | None = None) -> None:
         super().__init__(maxsize)
         self.filter = flt
+        self.lang = lang  # None: messages as stored
 
 
-def encode_event(row: dict[str, Any]) -> Event:
-    """An ``alert_events`` row as the websocket's ``alert`` message."""
+def encode_event(
+    row: dict[str, Any], lang: Lang | None = None, names: dict[str, str] | None = None
+) -> Event:
+    """An ``alert_events`` row as the websocket's ``alert`` message (its message in ``lang``)."""
     alert = AlertPublic.model_validate(row["snapshot"])
+    if lang is not None:
+        localize(alert, lang, names or {})
     doc = {
         "type": "alert",
         "seq": row["seq"],
@@ -315,13 +322,18 @@ class AlertHub:
                     (self.head, PAGE),
                 )
                 rows = await cur.fetchall()
+            names: dict[str, str] = {}
+            if rows and any(sub.lang for sub in self.subscribers):
+                names = await sensor_names(conn, _sensors(rows))
             now = datetime.now(UTC)
             for row in rows:
-                self._dispatch(row, now)
+                self._dispatch(row, now, names)
             if len(rows) < PAGE:
                 return
 
-    def _dispatch(self, row: dict[str, Any], now: datetime) -> None:
+    def _dispatch(
+        self, row: dict[str, Any], now: datetime, names: dict[str, str] | None = None
+    ) -> None:
         seq = int(row["seq"])
         self.head = seq
         ALERT_EVENTS.inc()
@@ -331,14 +343,30 @@ class AlertHub:
         except Exception:  # one malformed snapshot must not stop the stream
             logger.exception("alert event %d could not be encoded; skipped", seq)
             return
-        frame = Frame(FrameKind.EVENT, seq, ev.text)
+        frames: dict[Lang | None, Frame] = {None: Frame(FrameKind.EVENT, seq, ev.text)}
         n = 0
         for sub in self.subscribers:
             if sub.filter.matches(ev):
+                frame = frames.get(sub.lang)
+                if frame is None:  # encoded once per language, on first need
+                    frame = frames[sub.lang] = self._localized(row, sub.lang, names or {}, frames)
                 sub.deliver(frame)
                 n += 1
         WS_FRAMES.labels("alerts").inc(n)
         self._drop_overflowed()
+
+    @staticmethod
+    def _localized(
+        row: dict[str, Any],
+        lang: Lang | None,
+        names: dict[str, str],
+        frames: dict[Lang | None, Frame],
+    ) -> Frame:
+        try:
+            return Frame(FrameKind.EVENT, int(row["seq"]), encode_event(row, lang, names).text)
+        except Exception:  # the stored message rather than no event
+            logger.exception("alert event %s could not be rendered in %s", row["seq"], lang)
+            return frames[None]
 
     def _drop_overflowed(self) -> None:
         """Stop feeding clients that overflowed; their endpoints close them with 4008."""
@@ -360,8 +388,10 @@ async def replay(
     since: int,
     head: int,
     flt: AlertFilter,
+    lang: Lang | None = None,
 ) -> AsyncIterator[Event]:
-    """Events ``since < seq <= head`` matching ``flt``, in seq order, a page at a time."""
+    """Events ``since < seq <= head`` matching ``flt``, in seq order, a page at a time
+    (their messages in ``lang``; None: as stored)."""
     conds: list[sql.Composable] = [sql.SQL("seq > %(after)s AND seq <= %(head)s")]
     params: dict[str, Any] = {"head": head}
     for column, values in (
@@ -384,13 +414,18 @@ async def replay(
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, {**params, "after": after})
             rows = await cur.fetchall()
+            names = await sensor_names(conn, _sensors(rows)) if lang and rows else {}
         if not rows:
             return
         for row in rows:
             after = int(row["seq"])
-            ev = encode_event(row)
+            ev = encode_event(row, lang, names)
             if flt.matches(ev):
                 REPLAYED_EVENTS.inc()
                 yield ev
         if len(rows) < PAGE:
             return
+
+
+def _sensors(rows: list[dict[str, Any]]) -> set[str]:
+    return {str(r["snapshot"].get("sensor", "")) for r in rows if isinstance(r["snapshot"], dict)}

@@ -16,6 +16,7 @@ import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from core.i18n import LANGUAGES, Lang, language, text
 from core.types import to_display
 
 CLOSE_RESUME_AHEAD = 4409
@@ -33,6 +34,7 @@ class TailOptions:
     since: int | None = None
     colour: bool = False
     max_backoff_s: float = 30.0
+    lang: Lang | None = None  # None: the server's words (English) and stored messages
 
 
 def stream_url(base: str) -> str:
@@ -45,23 +47,37 @@ def stream_url(base: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def format_event(doc: dict[str, Any], colour: bool = False) -> str:
-    """One line per event, in Hanoi time."""
+def format_event(doc: dict[str, Any], colour: bool = False, lang: Lang | None = None) -> str:
+    """One line per event, in Hanoi time (words and date order in ``lang`` when given)."""
     alert = doc.get("alert") or {}
     when = datetime.fromisoformat(str(doc.get("time") or alert.get("updated_at")))
     severity = str(alert.get("severity", "?"))
-    sev = f"{severity.upper():<8}"
+    action, status = str(doc.get("action", "")), str(alert.get("status", "?"))
+    stamp = f"{to_display(when):%Y-%m-%d %H:%M:%S}"
+    word = severity
+    if lang is not None:
+        stamp = f"{to_display(when):%d/%m/%Y %H:%M:%S}" if lang == "vi" else stamp
+        word = _word(lang, "severity", severity)
+        action = _word(lang, "tail.action", action)
+        status = _word(lang, "tail.status", status)
+    sev = f"{word.upper():<12}" if lang == "vi" else f"{word.upper():<8}"
     if colour:
         sev = f"{_COLOURS.get(severity, '')}{sev}\x1b[0m"
     actor = doc.get("actor") or "system"
     who = "" if actor == "system" else f"  [{actor}]"
     note = f"  “{doc['note']}”" if doc.get("note") else ""
     return (
-        f"{to_display(when):%Y-%m-%d %H:%M:%S} #{doc.get('seq')} {doc.get('action', '')!s:<12} "
+        f"{stamp} #{doc.get('seq')} {action:<12} "
         f"{sev} {alert.get('sensor', '?')}/{alert.get('metric', '?')} "
-        f"({alert.get('area') or '-'}) {alert.get('status', '?')}: "
+        f"({alert.get('area') or '-'}) {status}: "
         f"{alert.get('message', '')}{who}{note}"
     )
+
+
+def _word(lang: Lang, prefix: str, code: str) -> str:
+    """A code (``acknowledged``) as the word ``lang`` uses for it, else the code."""
+    out = text(lang, f"{prefix}.{code}")
+    return code if out == f"{prefix}.{code}" else out
 
 
 async def follow(
@@ -82,6 +98,8 @@ async def follow(
         query += [("kind", k) for k in opts.kind] + [("area", a) for a in opts.area]
         if last is not None:
             query.append(("since", str(last)))
+        if opts.lang is not None:
+            query.append(("lang", opts.lang))
         url = f"{base}?{urlencode(query)}" if query else base
         try:
             async with websockets.connect(
@@ -91,7 +109,11 @@ async def follow(
                 compression=None,
             ) as ws:
                 backoff = 1.0
-                status(f"connected to {base}" + (f", resuming after #{last}" if last else ""))
+                lang = opts.lang or "en"
+                status(
+                    text(lang, "tail.connected", url=base)
+                    + (text(lang, "tail.resuming", seq=last) if last else "")
+                )
                 reader = asyncio.ensure_future(_read(ws, emit, opts, last))
                 stopper = asyncio.ensure_future(stop.wait())
                 done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,17 +125,24 @@ async def follow(
         except _Closed as exc:
             last = exc.last
             if exc.code == CLOSE_RESUME_AHEAD:
-                status(
-                    f"the server has no event #{last} (its history was reset): "
-                    "events may be missing; starting again from its newest"
-                )
+                status(text(opts.lang or "en", "tail.reset", seq=last))
                 last = None
             if exc.code in FATAL_CODES:
-                status(f"refused ({exc.code} {FATAL_CODES[exc.code]}): {exc.reason}")
+                status(
+                    text(
+                        opts.lang or "en",
+                        "tail.refused",
+                        code=exc.code,
+                        meaning=FATAL_CODES[exc.code],
+                        reason=exc.reason,
+                    )
+                )
                 return 1
-            status(f"connection closed ({exc.code}); reconnecting in {backoff:.0f} s")
+            status(text(opts.lang or "en", "tail.closed", code=exc.code, s=f"{backoff:.0f}"))
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            status(f"cannot reach {base} ({exc}); retrying in {backoff:.0f} s")
+            status(
+                text(opts.lang or "en", "tail.unreachable", url=base, error=exc, s=f"{backoff:.0f}")
+            )
         try:
             async with asyncio.timeout(backoff):
                 await stop.wait()
@@ -141,7 +170,7 @@ async def _read(ws: Any, emit: Callable[[str], None], opts: TailOptions, last: i
                 seq = int(doc["seq"])
                 if last is not None and seq <= last:
                     continue
-                emit(format_event(doc, opts.colour))
+                emit(format_event(doc, opts.colour, opts.lang))
                 last = seq
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
@@ -168,13 +197,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--area", action="append", default=[], help="e.g. 'Cầu Giấy' (repeatable)")
     t.add_argument("--since", type=int, help="replay the events after this seq first")
     t.add_argument("--no-colour", action="store_true", help="plain text")
+    t.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=language(os.environ.get("IOC_LANGUAGE")) or "vi",
+        help="vi or en: words, dates and alert messages (default: IOC_LANGUAGE or vi)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if not args.token:
-        print("ioc alerts tail: give --token or set IOC_API_TOKEN", file=sys.stderr)
+        print(f"ioc alerts tail: {text(args.lang, 'tail.no_token')}", file=sys.stderr)
         return 2
     opts = TailOptions(
         url=args.url,
@@ -184,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         area=args.area,
         since=args.since,
         colour=sys.stdout.isatty() and not args.no_colour,
+        lang=args.lang,
     )
 
     def emit(line: str) -> None:

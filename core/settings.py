@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codecs import Limits
 from core.errors import ConfigError
+from core.i18n import DEFAULT_LANGUAGE, Lang
 
 
 class Settings(BaseSettings):
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["text", "json"] = Field(default="text", description="json for log shippers")
+    language: Lang = Field(
+        default=DEFAULT_LANGUAGE,
+        description="vi or en: the language of texts when the reader asks for none",
+    )
     # what a plausible reading looks like (ingest dead-letters the rest)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_entries: int = Field(default=10_000, ge=1, le=1_000_000)

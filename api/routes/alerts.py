@@ -11,11 +11,13 @@ from pydantic import Field
 
 from api.cap import CAP_MEDIA_TYPE, alert_to_cap
 from api.deps import AlertActor, ConnDep, Reader, SettingsDep
+from api.i18n import ErrorLangDep, LangDep, localize_all, sensor_names
 from api.models import AlertDetail, AlertPage, AlertPublic, CommentIn, NoteIn, SensorId, TimeParam
 from api.params import DB_INT_MAX, MAX_ALERTS_PAGE
 from api.queries import ALERT_COLUMNS, Where, fetch_alert, fetch_events
 from api.routes import V1
 from core.errors import ConflictError, NotFoundError
+from core.i18n import Lang, text
 from core.types import SensorKind
 
 router = APIRouter(prefix=f"{V1}/alerts", tags=["alerts"])
@@ -28,6 +30,7 @@ Words = Annotated[str, Field(max_length=200)]
 async def list_alerts(
     conn: ConnDep,
     user: Reader,
+    lang: LangDep,
     status: Annotated[
         list[Literal["open", "acknowledged", "resolved"]] | None,
         Query(max_length=3, examples=[["open", "acknowledged"]]),
@@ -78,22 +81,28 @@ async def list_alerts(
         items = await cur.fetchall()
     more = len(items) > limit
     del items[limit:]
+    await localize_all(conn, items, lang)
     return AlertPage(
         items=items, total=total, limit=limit, next_before_id=items[-1].id if more else None
     )
 
 
-async def _detail(conn: AsyncConnection[Any], alert_id: int) -> AlertDetail:
+async def _detail(
+    conn: AsyncConnection[Any], alert_id: int, lang: Lang, err: Lang = "en"
+) -> AlertDetail:
     alert = await fetch_alert(conn, alert_id)
     if alert is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
+        raise NotFoundError(text(err, "api.alert.not_found", id=alert_id))
+    await localize_all(conn, [alert], lang)
     events = await fetch_events(conn, alert_id)
     return AlertDetail(**alert.model_dump(), events=events)
 
 
 @router.get("/{alert_id}", response_model=AlertDetail, summary="One alert with its audit trail")
-async def get_alert(conn: ConnDep, user: Reader, alert_id: AlertId) -> AlertDetail:
-    return await _detail(conn, alert_id)
+async def get_alert(
+    conn: ConnDep, user: Reader, lang: LangDep, err: ErrorLangDep, alert_id: AlertId
+) -> AlertDetail:
+    return await _detail(conn, alert_id, lang, err)
 
 
 async def _transition(
@@ -104,6 +113,8 @@ async def _transition(
     update: str,
     allowed: tuple[str, ...],
     verb: str,
+    lang: Lang,
+    err: Lang,
 ) -> AlertPublic:
     """Change an alert in a transaction that names the actor for the audit trigger."""
     async with conn.transaction():
@@ -119,12 +130,17 @@ async def _transition(
             )
             changed = await cur.fetchone()
     if changed is not None:
-        return changed
+        return (await localize_all(conn, [changed], lang))[0]
     current = await fetch_alert(conn, alert_id)
     if current is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
+        raise NotFoundError(text(err, "api.alert.not_found", id=alert_id))
     raise ConflictError(
-        f"alert {alert_id} is {current.status}; only {' or '.join(allowed)} alerts can be {verb}"
+        text(
+            err,
+            f"api.alert.conflict.{verb}",
+            id=alert_id,
+            status=text(err, f"tail.status.{current.status}"),
+        )
     )
 
 
@@ -137,7 +153,12 @@ NoteBody = Annotated[NoteIn | None, Body()]
     summary="Acknowledge an open alert (operator)",
 )
 async def acknowledge(
-    conn: ConnDep, user: AlertActor, alert_id: AlertId, body: NoteBody = None
+    conn: ConnDep,
+    user: AlertActor,
+    lang: LangDep,
+    err: ErrorLangDep,
+    alert_id: AlertId,
+    body: NoteBody = None,
 ) -> AlertPublic:
     return await _transition(
         conn,
@@ -147,6 +168,8 @@ async def acknowledge(
         "status = 'acknowledged', acknowledged_at = now(), acknowledged_by = %(actor)s",
         ("open",),
         "acknowledged",
+        lang,
+        err,
     )
 
 
@@ -156,7 +179,12 @@ async def acknowledge(
     summary="Resolve an open or acknowledged alert (operator)",
 )
 async def resolve(
-    conn: ConnDep, user: AlertActor, alert_id: AlertId, body: NoteBody = None
+    conn: ConnDep,
+    user: AlertActor,
+    lang: LangDep,
+    err: ErrorLangDep,
+    alert_id: AlertId,
+    body: NoteBody = None,
 ) -> AlertPublic:
     return await _transition(
         conn,
@@ -166,6 +194,8 @@ async def resolve(
         "status = 'resolved', resolved_at = now(), resolved_by = %(actor)s",
         ("open", "acknowledged"),
         "resolved",
+        lang,
+        err,
     )
 
 
@@ -175,14 +205,19 @@ async def resolve(
     summary="Add a comment to an alert's audit trail (operator)",
 )
 async def comment(
-    conn: ConnDep, user: AlertActor, alert_id: AlertId, body: CommentIn
+    conn: ConnDep,
+    user: AlertActor,
+    lang: LangDep,
+    err: ErrorLangDep,
+    alert_id: AlertId,
+    body: CommentIn,
 ) -> AlertDetail:
     async with conn.cursor() as cur:
         await cur.execute("SELECT ioc_alert_comment(%s, %s, %s)", (alert_id, user.name, body.note))
         row = await cur.fetchone()
     if row is None or row[0] is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
-    return await _detail(conn, alert_id)
+        raise NotFoundError(text(err, "api.alert.not_found", id=alert_id))
+    return await _detail(conn, alert_id, lang, err)
 
 
 @router.get(
@@ -197,9 +232,13 @@ async def get_cap(
     alert = await fetch_alert(conn, alert_id)
     if alert is None:
         raise NotFoundError(f"alert {alert_id} does not exist")
+    names = await sensor_names(conn, [alert.sensor])
     return Response(
         alert_to_cap(
-            alert, sender=settings.api_cap_sender, sender_name=settings.api_cap_sender_name
+            alert,
+            sender=settings.api_cap_sender,
+            sender_name=settings.api_cap_sender_name,
+            sensor_name=names.get(alert.sensor),
         ),
         media_type=CAP_MEDIA_TYPE,
     )

@@ -20,6 +20,7 @@ from websockets.protocol import State as WsState
 
 from api.auth import Permission, Principal, authenticate, bearer_from_header
 from api.config import ApiSettings
+from api.i18n import reader_language
 from api.params import DB_INT_MAX, parse_bbox
 from api.readings_stream import ReadingsHub
 from api.stream import (
@@ -34,6 +35,7 @@ from api.stream import (
 )
 from api.telemetry import WS_DENIED, WS_SLOW_CLOSED
 from core.errors import AuthError, PermissionDeniedError
+from core.i18n import LANGUAGES, Lang, language
 from core.topics import SENSOR_ID_RE
 from core.types import SensorKind, Severity
 
@@ -117,9 +119,9 @@ def _many(ws: WebSocket, name: str, allowed: set[str] | None = None) -> frozense
     return frozenset(values)
 
 
-ALERT_PARAMS = frozenset({"token", "since", "severity", "kind", "area", "bbox"})
+ALERT_PARAMS = frozenset({"token", "since", "severity", "kind", "area", "bbox", "lang"})
 READINGS_PARAMS = frozenset({"token", "sensor"})
-_SINGLE = frozenset({"token", "since", "bbox", "sensor"})
+_SINGLE = frozenset({"token", "since", "bbox", "sensor", "lang"})
 
 
 def _check_names(ws: WebSocket, known: frozenset[str]) -> None:
@@ -133,6 +135,19 @@ def _check_names(ws: WebSocket, known: frozenset[str]) -> None:
         if key in _SINGLE and key in seen:
             raise BadParameter(f"{key} given more than once")
         seen.add(key)
+
+
+def _alert_language(ws: WebSocket) -> Lang | None:
+    """``?lang=`` (vi or en), else ``Accept-Language`` if sent, else None (messages as stored)."""
+    raw = ws.query_params.get("lang")
+    if raw:
+        lang = language(raw)
+        if lang is None or len(raw) > 35:
+            raise BadParameter(f"lang must be one of {', '.join(LANGUAGES)}")
+        return lang
+    if ws.headers.get("accept-language"):
+        return reader_language(ws)
+    return None
 
 
 def _alert_params(ws: WebSocket) -> tuple[int | None, AlertFilter]:
@@ -223,6 +238,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
         return
     try:
         since, flt = _alert_params(websocket)
+        lang = _alert_language(websocket)
     except BadParameter as exc:
         await _deny(websocket, CLOSE_BAD_REQUEST, str(exc))
         return
@@ -242,7 +258,7 @@ async def ws_alerts(websocket: WebSocket, send: Send) -> None:
     if not await _claim(websocket, user, settings):
         return
     await accept(websocket)
-    sub = AlertSubscriber(settings.api_ws_queue, flt)
+    sub = AlertSubscriber(settings.api_ws_queue, flt, lang)
     head = hub.register(sub)
     try:
         sender = asyncio.create_task(
@@ -301,7 +317,7 @@ async def _send_alerts(
     if since is None:
         await ws.send_text(hello_text(head))
     elif since < head:
-        async for ev in replay(ws.app.state.pool, since, head, sub.filter):
+        async for ev in replay(ws.app.state.pool, since, head, sub.filter, sub.lang):
             if ev.seq > sub.last:
                 sub.sending_since = clock()
                 await ws.send_text(ev.text)

@@ -6,8 +6,9 @@ import { Chart } from "./js/chart.js";
 import { Feed, el } from "./js/feed.js";
 import {
   KIND_LABELS, UNITS, fmtAge, fmtClock, fmtDateLong, fmtFull, fmtNum, fmtTime, metricLabel,
-  toDate,
+  toDate, translateLabels,
 } from "./js/fmt.js";
+import { LANG, LOCALE, loadMessages, switchLanguage, t, translatePage } from "./js/i18n.js";
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
 import { SensorMap } from "./js/map.js";
@@ -15,7 +16,7 @@ import { SensorMap } from "./js/map.js";
 const $ = (id) => document.getElementById(id);
 const SENSOR_REFRESH_MS = 60000;
 const TEXT_SIZES = [1, 1.2, 1.45, 0.9];
-const TEXT_SIZE_NAMES = ["normal", "large", "larger", "small"];
+const TEXT_SIZE_NAMES = ["size.normal", "size.large", "size.larger", "size.small"];
 
 const state = {
   api: null,
@@ -61,7 +62,7 @@ function announce(text) {
     spoken.timer = 0;
     $("announcer").textContent = items.length <= 3
       ? items.join(". ")
-      : `${items.length} new alerts. ${items.slice(0, 2).join(". ")}, and ${items.length - 2} more.`;
+      : t("announce.many", { n: items.length, first: items.slice(0, 2).join(". "), more: items.length - 2 });
   }, 700);
 }
 
@@ -71,7 +72,7 @@ function showLogin(message = "") {
   teardown();
   $("app").hidden = true;
   $("logout").hidden = true;
-  $("who").textContent = "not logged in";
+  $("who").textContent = t("who.none");
   $("login").hidden = false;
   $("login-error").textContent = message;
   $("token-input").value = "";
@@ -100,14 +101,14 @@ function teardown() {
 async function start(token) {
   const session = ++state.session;
   $("login").hidden = true;
-  const api = new Api(token, { onUnauthorized: () => logout("The token was not accepted; log in again.") });
+  const api = new Api(token, { onUnauthorized: () => logout(t("login.rejected")), language: LANG });
   state.api = api;
   let me;
   try {
     me = await api.me();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return; // onUnauthorized showed the form
-    setConn("retrying", { reason: "API unreachable", retryAt: Date.now() + 5000 });
+    setConn("retrying", { reason: t("conn.unreachable"), retryAt: Date.now() + 5000 });
     setTimeout(() => {
       if (state.session === session) start(token);
     }, 5000);
@@ -117,7 +118,7 @@ async function start(token) {
   state.me = me;
   state.timings.me = performance.now();
   state.canAct = ROLE_CAN_ACT.has(me.role);
-  $("who").replaceChildren(el("span", { class: "who-label" }, "Logged in: "), el("b", {}, me.name), ` (${me.role})`);
+  $("who").replaceChildren(el("span", { class: "who-label" }, t("who.label")), el("b", {}, me.name), ` (${t(`role.${me.role}`)})`);
   $("logout").hidden = false;
   $("app").hidden = false;
   document.body.dataset.role = me.role;
@@ -125,7 +126,7 @@ async function start(token) {
 
   // Live first, so nothing that happens while the snapshot loads is lost.
   state.stream = new AlertStream({
-    url: (since) => wsUrl("/ws/alerts", { since: since ?? undefined }),
+    url: (since) => wsUrl("/ws/alerts", { since: since ?? undefined, lang: LANG }),
     protocols: () => wsProtocols(token),
     onEvent: onAlertEvent,
     onState: setConn,
@@ -146,7 +147,7 @@ async function start(token) {
       break;
     } catch (err) {
       if (state.api !== api || (err instanceof ApiError && err.status === 401)) return;
-      if (attempt === 0) toast(`Could not load the dashboard (${err.message}); trying again`, true);
+      if (attempt === 0) toast(t("toast.load_failed", { error: err.message }), true);
       await new Promise((r) => setTimeout(r, Math.min(30000, 2000 * 2 ** attempt)));
       if (state.api !== api) return; // logged out meanwhile
     }
@@ -174,7 +175,10 @@ function onAlertEvent(ev) {
     state.map.flash(a.sensor);
   }
   if (["opened", "escalated", "reopened"].includes(ev.action) && a.severity !== "info") {
-    announce(`${a.severity} alert ${ev.action}: ${a.message}, ${sensorName(a.sensor)}${a.area ? `, ${a.area}` : ""}`);
+    announce(t("announce.alert", {
+      severity: t(`sev.${a.severity}`), action: t(`action.${ev.action}`), message: a.message,
+      sensor: sensorName(a.sensor),
+    }) + (a.area ? `, ${a.area}` : ""));
   }
   if (a.sensor === state.sensor) state.chart.upsertAlert(a);
 }
@@ -193,15 +197,15 @@ async function act(alert, verb) {
       ? await state.api.acknowledge(alert.id)
       : await state.api.resolve(alert.id);
     state.store.put(updated, verb === "acknowledge" ? "acknowledged" : "resolved", state.me.name);
-    toast(`${verb === "acknowledge" ? "Acknowledged" : "Resolved"}: ${alert.message}`);
+    toast(t(verb === "acknowledge" ? "toast.acknowledged" : "toast.resolved", { message: alert.message }));
   } catch (err) {
     if (err instanceof ApiError && err.status === 403) {
-      toast(`Your role (${state.me.role}) may not ${verb} alerts.`, true);
+      toast(t(`toast.forbidden.${verb}`, { role: t(`role.${state.me.role}`) }), true);
     } else if (err instanceof ApiError && err.status === 409) {
-      toast(`Alert ${alert.id} changed meanwhile: ${err.detail}`, true);
+      toast(t("toast.conflict", { id: alert.id, detail: err.detail }), true);
       refreshAlert(alert.id);
     } else if (!(err instanceof ApiError && err.status === 401)) {
-      toast(`Could not ${verb} alert ${alert.id}: ${err.message}`, true);
+      toast(t(`toast.failed.${verb}`, { id: alert.id, error: err.message }), true);
     }
   } finally {
     feed.busy.delete(alert.id);
@@ -223,12 +227,12 @@ function onResolveClick(alert) {
   const node = state.feed.nodes.get(alert.id)?.querySelector(".btn-resolve");
   if (node && !node.classList.contains("confirm")) {
     node.classList.add("confirm");
-    node.textContent = "Press again to resolve";
+    node.textContent = t("feed.resolve.confirm");
     node.focus();
     setTimeout(() => {
       if (node.isConnected) {
         node.classList.remove("confirm");
-        node.textContent = "Resolve";
+        node.textContent = t("feed.resolve");
       }
     }, 4000);
     return;
@@ -237,31 +241,31 @@ function onResolveClick(alert) {
 }
 
 async function showDetails(alert, box) {
-  box.replaceChildren(el("p", { class: "muted" }, "Loading history…"));
+  box.replaceChildren(el("p", { class: "muted" }, t("details.loading")));
   let detail;
   try {
     detail = await state.api.get(`/api/v1/alerts/${alert.id}`);
   } catch (err) {
-    box.replaceChildren(el("p", { class: "error" }, `Could not load: ${err.message}`));
+    box.replaceChildren(el("p", { class: "error" }, t("details.failed", { error: err.message })));
     return;
   }
   const rows = (detail.events || []).map((e) => el("tr", {},
     el("td", { title: fmtFull(e.time) }, fmtTime(e.time)),
-    el("td", {}, e.action), el("td", {}, e.actor || ""), el("td", {}, e.note || "")));
+    el("td", {}, t(`action.${e.action}`)), el("td", {}, e.actor === "system" ? t("feed.system") : e.actor || ""), el("td", {}, e.note || "")));
   const parts = [
-    el("p", {}, `Rule ${detail.rule} · detector ${detail.detector} · opened ${fmtFull(detail.opened_at)}`
-      + (Number.isFinite(detail.score) ? ` · score ${fmtNum(detail.score)}` : "")),
+    el("p", {}, t("details.rule", { rule: detail.rule, detector: detail.detector, opened: fmtFull(detail.opened_at) })
+      + (Number.isFinite(detail.score) ? ` · ${t("details.score", { score: fmtNum(detail.score) })}` : "")),
   ];
   if (detail.evidence && Object.keys(detail.evidence).length) {
     parts.push(el("pre", {}, JSON.stringify(detail.evidence, null, 1)));
   }
   parts.push(el("table", {},
-    el("thead", {}, el("tr", {}, ...["Time", "Action", "By", "Note"].map((h) => el("th", { scope: "col" }, h)))),
+    el("thead", {}, el("tr", {}, ...["details.time", "details.action", "details.by", "details.note"].map((h) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, ...rows)));
   if (state.canAct) {
-    const input = el("input", { class: "input", type: "text", maxlength: "2000", "aria-label": `Comment on alert ${alert.id}`, placeholder: "Add a note for the log" });
+    const input = el("input", { class: "input", type: "text", maxlength: "2000", "aria-label": t("details.comment.label", { id: alert.id }), placeholder: t("details.comment.placeholder") });
     const form = el("form", { class: "comment-form" }, input,
-      el("button", { type: "submit", class: "btn" }, "Add comment"));
+      el("button", { type: "submit", class: "btn" }, t("details.comment.submit")));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const note = input.value.trim();
@@ -270,7 +274,7 @@ async function showDetails(alert, box) {
         await state.api.comment(alert.id, note);
         showDetails(alert, box);
       } catch (err) {
-        toast(`Could not add the comment: ${err.message}`, true);
+        toast(t("toast.comment_failed", { error: err.message }), true);
       }
     });
     parts.push(form);
@@ -320,7 +324,7 @@ function buildKindFilter() {
   if (have.join() === kinds.join()) return;
   const counts = {};
   for (const s of state.sensors.values()) counts[s.kind] = (counts[s.kind] || 0) + 1;
-  box.replaceChildren(el("legend", { class: "sr-only" }, "Show sensor kinds"));
+  box.replaceChildren(el("legend", { class: "sr-only" }, t("map.kinds.legend")));
   for (const k of kinds) {
     const input = el("input", { type: "checkbox", value: k, checked: true });
     input.addEventListener("change", () => state.map.setKindHidden(k, !input.checked));
@@ -331,10 +335,10 @@ function buildKindFilter() {
 function renderMapCount() {
   const n = state.map.markers.size;
   const { online, offline } = state.sensorCounts || { online: 0, offline: 0 };
-  const count = `${n.toLocaleString("en-GB")} on the map · ${online} online · ${offline} offline`;
+  const count = t("map.count", { n: n.toLocaleString(LOCALE), online, offline });
   if ($("map-count").textContent !== count) $("map-count").textContent = count;
   const c = state.store.counts();
-  const label = `Map of ${n} sensors in Hanoi: ${c.critical} with critical, ${c.warning} with warning alerts; ${offline} offline. Arrow keys pan, plus and minus zoom.`;
+  const label = t("map.summary", { n, critical: c.critical, warning: c.warning, offline });
   if (state.map.root.getAttribute("aria-label") !== label) state.map.root.setAttribute("aria-label", label);
 }
 
@@ -346,14 +350,14 @@ function renderFeed() {
   const store = state.store;
   if (!shown) {
     if (!state.feed.root.querySelector(".empty")) {
-      state.feed.root.append(el("li", { class: "empty" }, store.alerts.size ? "No alert matches the filter" : "No active alerts — all quiet"));
+      state.feed.root.append(el("li", { class: "empty" }, t(store.alerts.size ? "feed.empty.filtered" : "feed.empty")));
     }
   } else {
     state.feed.root.querySelector(".empty")?.remove();
   }
   foot.textContent = [
-    hidden ? `${hidden} more not shown — narrow the filter` : "",
-    store.truncated ? "Only the newest active alerts were loaded." : "",
+    hidden ? t("feed.hidden", { n: hidden }) : "",
+    store.truncated ? t("feed.truncated") : "",
   ].filter(Boolean).join(" ");
 }
 
@@ -364,8 +368,9 @@ function renderCounts() {
   $("n-info").textContent = c.info;
   $("n-ack").textContent = c.acknowledged;
   document.querySelector(".count.sev-critical").classList.toggle("has", c.critical > 0);
-  const head = c.critical ? `▲${c.critical} critical · ` : c.warning ? `◆${c.warning} warning · ` : "";
-  document.title = `${head}IOC Hà Nội — live monitoring`;
+  const head = c.critical ? `▲${c.critical} ${t("sev.critical")} · `
+    : c.warning ? `◆${c.warning} ${t("sev.warning")} · ` : "";
+  document.title = `${head}IOC Hà Nội — ${t("brand.sub")}`;
 }
 
 function renderAll(sensors = null) {
@@ -402,8 +407,8 @@ function flushRender() {
 function setConn(s, info) {
   state.conn = { state: s, info };
   if (s === "denied") {
-    if (info.code === 4401) logout("The token was not accepted; log in again.");
-    else toast("Your role may not watch the alert stream.", true);
+    if (info.code === 4401) logout(t("login.rejected"));
+    else toast(t("toast.stream_forbidden"), true);
   }
   renderConn();
 }
@@ -416,24 +421,24 @@ function renderConn() {
   let age = "";
   if (s === "live") {
     const last = Math.max(state.lastHeartbeatAt || 0, state.lastEventAt || 0);
-    text = "Live";
+    text = t("conn.live");
     age = last ? `· ${fmtAge(last)}` : "";
-    if (state.stream?.socket.connects > 1) age += ` · resumed at #${state.stream.lastSeq ?? "?"}`;
+    if (state.stream?.socket.connects > 1) age += ` · ${t("conn.resumed", { seq: state.stream.lastSeq ?? "?" })}`;
   } else if (s === "connecting") {
-    text = "Connecting…";
+    text = t("conn.connecting");
   } else if (s === "retrying") {
     const secs = Math.max(0, Math.ceil(((info.retryAt || Date.now()) - Date.now()) / 1000));
-    text = "Offline — reconnecting"; // the live region hears the change, not the countdown
-    age = `in ${secs} s`;
+    text = t("conn.retrying"); // the live region hears the change, not the countdown
+    age = t("conn.retry_in", { n: secs });
   } else if (s === "denied") {
-    text = "Not allowed";
+    text = t("conn.denied");
   } else {
-    text = "Not connected";
+    text = t("conn.stopped");
   }
   if ($("conn-text").textContent !== text) $("conn-text").textContent = text;
   if ($("conn-age").textContent !== age) $("conn-age").textContent = age;
   box.title = state.stream?.lastSeq !== null && state.stream?.lastSeq !== undefined
-    ? `Alert stream: last event #${state.stream.lastSeq}` : "Alert stream";
+    ? t("conn.title.seq", { seq: state.stream.lastSeq }) : t("conn.title");
 }
 
 function tickClock() {
@@ -457,13 +462,13 @@ function pickInitialSensor() {
   }
   const top = state.store.active().sort((a, b) => (b.severity === "critical") - (a.severity === "critical"))[0];
   if (top && state.sensors.has(top.sensor)) selectSensor(top.sensor, top.metric);
-  else state.chart.clear("Select a sensor on the map, in the feed or by name above");
+  else state.chart.clear(t("chart.pick"));
 }
 
 async function selectSensor(id, metric = null) {
   const s = state.sensors.get(id);
   if (!s) {
-    toast(`No sensor called ${id}`, true);
+    toast(t("toast.no_sensor", { id }), true);
     return;
   }
   const changed = state.sensor !== id;
@@ -517,8 +522,8 @@ function renderSensorLine() {
     el("span", {}, s.id),
     el("span", {}, KIND_LABELS[s.kind] || s.kind),
     s.area ? el("span", {}, s.area) : null,
-    el("span", { class: `st-${s.status}` }, s.status === "online" ? "● online" : s.status === "offline" ? "○ OFFLINE" : "status unknown"),
-    el("span", { class: "t-seen", title: fmtFull(s.last_seen_at) }, s.last_seen_at ? `last reading ${fmtAge(s.last_seen_at)}` : "no readings yet"),
+    el("span", { class: `st-${s.status}` }, s.status === "online" ? `● ${t("sensor.online.word")}` : s.status === "offline" ? `○ ${t("sensor.offline.word")}` : t("sensor.unknown.word")),
+    el("span", { class: "t-seen", title: fmtFull(s.last_seen_at) }, s.last_seen_at ? t("sensor.last_reading", { age: fmtAge(s.last_seen_at) }) : t("sensor.no_readings")),
   );
 }
 
@@ -531,7 +536,7 @@ function renderLatest() {
     tiles.push(el("button", {
       type: "button", class: "tile", "data-metric": metric,
       "aria-pressed": metric === state.metric ? "true" : "false",
-      "aria-label": `${metricLabel(metric)}: ${l ? `${fmtNum(l.value)} ${UNITS[metric] || ""}` : "no reading"} — show on the chart`,
+      "aria-label": t("tile.label", { metric: metricLabel(metric), value: l ? `${fmtNum(l.value)} ${UNITS[metric] || ""}` : t("tile.none") }),
       onclick: () => {
         $("metric-pick").value = metric;
         state.metric = metric;
@@ -558,7 +563,7 @@ async function loadChart() {
   const metric = state.metric;
   const req = ++state.chartReq;
   if (!id || !metric) {
-    state.chart.clear(id ? "This sensor reports no metrics yet" : "Select a sensor");
+    state.chart.clear(t(id ? "chart.no_metrics" : "chart.select"));
     return;
   }
   const range = Number($("range-pick").value);
@@ -568,10 +573,10 @@ async function loadChart() {
   const startIso = new Date(start).toISOString();
   const query = { sensor: id, metric, start: startIso, end: new Date(end + 60e3).toISOString(), limit: 10000 };
   if (bucketed) Object.assign(query, { bucket: "1h", agg: "avg,min,max" });
-  state.chart.setData({ points: [], alerts: [], metric, start, end, live: true, bucketed, message: "Loading…" });
+  state.chart.setData({ points: [], alerts: [], metric, start, end, live: true, bucketed, message: t("chart.loading") });
   let readings = [];
   let alerts = [];
-  let note = "No readings in this period";
+  let note = t("chart.empty");
   const [r, a] = await Promise.allSettled([
     state.api.get("/api/v1/readings", query),
     state.api.get("/api/v1/alerts", { sensor: id, since: startIso, limit: 500 }),
@@ -581,9 +586,9 @@ async function loadChart() {
     readings = r.value.items || [];
   } else if (r.reason instanceof ApiError && r.reason.status === 403) {
     // this role may not read this much history: draw what arrives live from now on
-    note = `Longer history needs the analyst role — live readings from ${fmtClock(new Date())} on`;
+    note = t("chart.history_forbidden", { time: fmtClock(new Date()) });
   } else {
-    state.chart.clear(`Could not load readings: ${r.reason.message}`);
+    state.chart.clear(t("chart.failed", { error: r.reason.message }));
     return;
   }
   if (a.status === "fulfilled") alerts = a.value.items || [];
@@ -629,7 +634,7 @@ function openReadingsSocket(id) {
     },
     onState: (s, info) => {
       if (s === "live" && state.readings?.connects > 1) loadChart(); // fill the gap
-      if (s === "denied" && info.code === 4401) logout("The token was not accepted; log in again.");
+      if (s === "denied" && info.code === 4401) logout(t("login.rejected"));
     },
   });
   state.readings.start();
@@ -639,7 +644,7 @@ function openReadingsSocket(id) {
 
 function applyTextSize(i) {
   document.documentElement.style.setProperty("--scale", TEXT_SIZES[i]);
-  $("textsize").setAttribute("aria-label", `Text size: ${TEXT_SIZE_NAMES[i]} (press to change)`);
+  $("textsize").setAttribute("aria-label", t("size.label", { size: t(TEXT_SIZE_NAMES[i]) }));
   $("textsize").dataset.size = String(i);
 }
 
@@ -716,18 +721,27 @@ function wire() {
     localStorage.setItem("ioc.textsize", String(size));
     applyTextSize(size);
   });
+  $("lang-pick").value = LANG;
+  $("lang-pick").addEventListener("change", (ev) => switchLanguage(ev.target.value));
   setInterval(tickClock, 1000);
   setInterval(() => state.chart.slide(), 30000);
   tickClock();
 }
 
-function boot() {
+async function boot() {
   window.__ioc = state; // for the browser tests and for curious engineers in the console
+  try {
+    await loadMessages();
+  } catch (err) {
+    console.warn("the text catalogue did not load; showing message ids", err);
+  }
+  translatePage();
+  translateLabels();
   wire();
   const adopted = adoptTokenFromUrl();
   const token = storedToken();
   if (token) start(token);
-  else showLogin(adopted === "refused" ? "A token in the address (?token=) is not accepted: log in here." : "");
+  else showLogin(adopted === "refused" ? t("login.refused") : "");
 }
 
 boot();

@@ -157,3 +157,30 @@ def test_the_schema_is_not_vacuous() -> None:
         .replace("<source>", "<scope>Public</scope><source>", 1),  # order
     ):
         assert not XSD.is_valid(bad)
+
+
+def test_one_info_block_per_language() -> None:
+    root = render(
+        alert(
+            rule="water_level.flood",
+            detector="rules",
+            value=52.5,
+            evidence={"level": "critical", "threshold": 40.0, "direction": "above"},
+            status="resolved",
+            resolved_at=T0 + timedelta(hours=1),
+            resolved_by="duty-operator",
+        )
+    )
+    infos = root.findall("cap:info", NS)
+    assert [i.findtext("cap:language", namespaces=NS) for i in infos] == ["en-US", "vi-VN"]
+    en, vi = ({c.tag.split("}")[1]: c.text for c in i} for i in infos)
+    assert en["headline"] == "CRITICAL: Water level above the gauge datum at Cầu Giấy (resolved)"
+    assert vi["headline"] == "NGHIÊM TRỌNG: Mực nước tại Cầu Giấy (đã xử lý)"
+    assert en["description"] is not None and vi["description"] is not None
+    assert "street flooding 52.5 cm is at or above the critical level 40 cm" in en["description"]
+    assert "ngập úng 52,5 cm, bằng hoặc vượt ngưỡng nghiêm trọng 40 cm" in vi["description"]
+    assert "duty-operator đã xử lý." in vi["description"]
+    assert vi["instruction"] == "Tình trạng đã kết thúc; không cần xử lý thêm."
+    # the same facts in both: severity, urgency, area
+    for tag in ("severity", "urgency", "certainty", "responseType"):
+        assert en[tag] == vi[tag], tag

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from core.settings import parse_mqtt_url
 from tests.support.servers import free_port, wait_port
@@ -289,11 +290,11 @@ class Page:
 def open_page(browser: Any) -> Iterator[Callable[..., Page]]:
     contexts: list[Any] = []
 
-    def factory(width: int = 1920, height: int = 1080) -> Page:
+    def factory(width: int = 1920, height: int = 1080, locale: str = "en-GB") -> Page:
         # bypass_csp: wait_for_function evaluates strings, which the dashboard's CSP forbids
         # (tests/api/test_security.py loads the dashboard under its CSP)
         ctx = browser.new_context(
-            viewport={"width": width, "height": height}, locale="en-GB", bypass_csp=True
+            viewport={"width": width, "height": height}, locale=locale, bypass_csp=True
         )
         contexts.append(ctx)
         return Page(ctx.new_page())
@@ -565,4 +566,64 @@ def test_layout_reads_well(
     if shots:
         page.wait_for_timeout(500)
         page.screenshot(path=str(Path(shots) / f"dashboard-{name}.png"))
+    assert p.errors == []
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1366, 768)])
+def test_vietnamese_by_default_and_english_at_a_switch(
+    api: ApiServer,
+    db: psycopg.Connection[Any],
+    open_page: Callable[..., Page],
+    width: int,
+    height: int,
+) -> None:
+    db.execute(
+        "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message,"
+        " value, expected_high, evidence, lat, lon, area)"
+        " SELECT id, 'water_level', 'water_level.flood', 'rules', kind, 'threshold', 'critical',"
+        " 'stored text', 52.5, 10, %s, lat, lon, area FROM sensors WHERE id = 'wl-td-03'",
+        (Jsonb({"level": "critical", "threshold": 40.0, "direction": "above"}),),
+    )
+    p = open_page(width, height, locale="vi-VN")
+    page = p.page
+    page.goto(f"{api.url}/#token={OPERATOR}")
+    card = page.locator("li.alert").first
+    card.wait_for(timeout=WAIT_MS)
+    page.wait_for_selector("#conn[data-state='live']")
+    assert page.evaluate("document.documentElement.lang") == "vi"
+    assert page.text_content("#feed-h") == "Cảnh báo"
+    assert page.input_value("#lang-pick") == "vi"
+    assert card.locator(".sev-word").inner_text() == "NGHIÊM TRỌNG"
+    assert card.locator(".btn-ack").text_content() == "Tiếp nhận"
+    msg = card.locator(".a-msg").inner_text()
+    assert "ngập úng 52,5 cm, bằng hoặc vượt ngưỡng nghiêm trọng 40 cm" in msg, msg
+    assert "Trực tuyến" in page.inner_text("#conn")
+    dims = page.evaluate(
+        "({sw: document.documentElement.scrollWidth,"
+        " header: document.querySelector('header').getBoundingClientRect().height})"
+    )
+    assert dims["sw"] <= width
+    if width >= 1920:
+        assert dims["header"] < height * 0.1  # still one line of header in Vietnamese
+    shots = os.environ.get("IOC_DASHBOARD_SCREENSHOTS")
+    if shots:
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(shots) / f"dashboard-vi-{width}x{height}.png"))
+
+    page.select_option("#lang-pick", "en")
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    card = page.locator("li.alert").first
+    card.wait_for(timeout=WAIT_MS)
+    assert page.text_content("#feed-h") == "Alerts"
+    assert card.locator(".btn-ack").text_content() == "Acknowledge"
+    msg = card.locator(".a-msg").inner_text()
+    assert "street flooding 52.5 cm is at or above the critical level 40 cm" in msg, msg
+    assert page.evaluate("localStorage.getItem('ioc.lang')") == "en"
+    if width >= 1920:
+        header = page.evaluate("document.querySelector('header').getBoundingClientRect().height")
+        assert header < height * 0.1  # one line in English too
+    if shots:
+        page.wait_for_selector("#conn[data-state='live']")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(shots) / f"dashboard-en-{width}x{height}.png"))
     assert p.errors == []

@@ -233,6 +233,7 @@ def test_alert_store_keeps_the_newest_state_and_ranks_sensors(page: Any) -> None
 def test_times_are_shown_in_hanoi(page: Any) -> None:
     out = page.evaluate(
         """async () => {
+        await (await import("/static/js/i18n.js")).loadMessages();
         const f = await import("/static/js/fmt.js");
         const now = new Date("2026-11-23T01:00:00Z");  // 08:00 on 23/11 in Hanoi
         return [
@@ -256,3 +257,56 @@ def test_times_are_shown_in_hanoi(page: Any) -> None:
         "—",
         "87.5 µg/m³",
     ]
+
+
+def test_vietnamese_numbers_dates_and_words(page: Any, static_url: str) -> None:
+    page.goto(static_url + "/?lang=vi")
+    out = page.evaluate(
+        """async () => {
+        const i = await import("/static/js/i18n.js");
+        await i.loadMessages();
+        const f = await import("/static/js/fmt.js");
+        f.translateLabels();
+        const now = new Date("2026-11-23T01:00:00Z");
+        return [
+          i.LANG, f.fmtTime("2026-11-22T16:59:00Z", now), f.fmtFull("2026-11-22T00:00:00Z"),
+          f.fmtAge(Date.now() - 125000), f.fmtNum(1234.5), f.fmtNum(3.14159),
+          f.withUnit(87.46, "pm25"), f.withUnit(12, "vehicle_count"), f.KIND_LABELS.water_level,
+          f.metricLabel("water_level"), i.t("no.such.key"), i.t("age.s", {n: 5}),
+        ];
+    }"""
+    )
+    assert out == [
+        "vi",
+        "22/11 23:59",
+        "22/11/2026 07:00:00 ICT",
+        "2 phút trước",
+        "1.235",
+        "3,14",
+        "87,5 µg/m³",
+        "12 xe",
+        "Mực nước",
+        "mực nước",
+        "no.such.key",
+        "5 giây trước",
+    ]
+
+
+def test_the_language_comes_from_the_address_the_choice_or_the_browser(page: Any) -> None:
+    out = page.evaluate(
+        """async () => {
+        const { chooseLanguage } = await import("/static/js/i18n.js");
+        const at = (q) => ({ href: "http://x/" + q });
+        const store = (v) => ({ getItem: () => v });
+        const nav = (...languages) => ({ languages });
+        return [
+          chooseLanguage(at("?lang=en"), store("vi"), nav("vi")),
+          chooseLanguage(at(""), store("en"), nav("vi-VN")),
+          chooseLanguage(at(""), store(null), nav("fr-FR", "en-GB", "vi")),
+          chooseLanguage(at(""), store(null), nav("vi-VN", "en")),
+          chooseLanguage(at(""), store(null), nav("fr-FR", "de")),
+          chooseLanguage(at("?lang=xx"), store("zz"), nav()),
+        ];
+    }"""
+    )
+    assert out == ["en", "en", "en", "vi", "vi", "vi"]

@@ -113,3 +113,48 @@ def test_tail_stops_on_a_bad_token(shared_api: LiveApi) -> None:
     tail.thread.join(20)
     assert tail.result == 1
     assert any("4401" in s for s in tail.status)
+
+
+def test_line_in_vietnamese() -> None:
+    doc = {
+        "type": "alert", "seq": 7, "action": "acknowledged", "actor": "duty", "note": None,
+        "time": "2026-11-22T00:30:00Z",
+        "alert": {"severity": "critical", "sensor": "wl-1", "metric": "water_level",
+                  "area": "Cầu Giấy", "status": "acknowledged", "message": "52 cm"},
+    }  # fmt: skip
+    line = format_event(doc, lang="vi")
+    assert line.startswith("22/11/2026 07:30:00 #7 tiếp nhận    NGHIÊM TRỌNG wl-1/water_level")
+    assert "(Cầu Giấy) đã tiếp nhận: 52 cm" in line
+    assert format_event(doc, lang="en").startswith("2026-11-22 07:30:00 #7 acknowledged CRITICAL")
+
+
+@pytest.mark.db
+def test_tail_in_vietnamese(shared_api: LiveApi, shared_tokens: dict[str, str]) -> None:
+    tail = Tail(TailOptions(url=shared_api.url, token=shared_tokens["operator"], lang="vi"))
+    try:
+        tail.wait(lambda: any("đã kết nối tới" in s for s in tail.status))
+        with psycopg.connect(shared_api.settings.dsn, autocommit=True) as conn:
+            insert_alert(
+                conn,
+                sensor="wl-vi-1",
+                rule="water_level.flood",
+                detector="rules",
+                value=52.5,
+                evidence={"level": "critical", "threshold": 40.0, "direction": "above"},
+            )
+        tail.wait(lambda: any("wl-vi-1" in ln for ln in tail.lines))
+        line = next(ln for ln in tail.lines if "wl-vi-1" in ln)
+        assert " mở " in line and "NGHIÊM TRỌNG" in line and "đang mở:" in line
+        assert "ngập úng 52,5 cm, bằng hoặc vượt ngưỡng nghiêm trọng 40 cm" in line, line
+    finally:
+        tail.close()
+    assert tail.result == 0
+
+
+def test_cli_language_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("IOC_API_TOKEN", raising=False)
+    monkeypatch.setenv("IOC_LANGUAGE", "vi")
+    assert main(["tail", "--url", "http://127.0.0.1:1"]) == 2
+    assert "hãy dùng --token" in capsys.readouterr().err
+    assert main(["tail", "--url", "http://127.0.0.1:1", "--lang", "en"]) == 2
+    assert "give --token" in capsys.readouterr().err

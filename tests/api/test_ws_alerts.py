@@ -77,12 +77,14 @@ def test_hello_then_live_events(
     live_api: LiveApi, tokens: dict[str, str], db: psycopg.Connection[Any]
 ) -> None:
     before = insert_alert(db)
+    head = event_seqs(db, 0)[-1]
+    hub = live_api.app.state.alert_hub
+    # the hub reads the log after the commit's notification: wait until it has this event
+    wait_until(lambda: live_api.call(lambda: hub.head) >= head)
     with ws_connect(live_api, tokens["operator"]) as ws:
         hello = json.loads(ws.recv(timeout=5))
-        head = event_seqs(db, 0)[-1]
         assert hello == {"type": "hello", "seq": head}
         # live: the hub writes to this idle client's socket directly
-        hub = live_api.app.state.alert_hub
         wait_until(
             lambda: live_api.call(lambda: [s.direct is not None for s in hub.subscribers]) == [True]
         )

@@ -57,9 +57,10 @@ export function wsProtocols(token) {
 }
 
 export class Api {
-  constructor(token, { onUnauthorized = () => {} } = {}) {
+  constructor(token, { onUnauthorized = () => {}, language = "" } = {}) {
     this.token = token;
     this.onUnauthorized = onUnauthorized;
+    this.language = language; // sent as Accept-Language: alert messages come in it
   }
 
   async request(method, path, { query, body, signal } = {}) {
@@ -74,6 +75,7 @@ export class Api {
       if (s) url += `?${s}`;
     }
     const headers = { Accept: "application/json", Authorization: `Bearer ${this.token}` };
+    if (this.language) headers["Accept-Language"] = this.language;
     const init = { method, headers, signal, cache: "no-store" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";

@@ -1,5 +1,6 @@
 // The readings chart: a hand-drawn canvas line of one metric with its alerts marked.
 
+import { t as tr } from "./i18n.js";
 import {
   SEVERITY_ICON, TZ_OFFSET_MS, fmtClock, fmtDay, fmtFull, fmtHM, fmtNum, metricLabel, toDate,
   withUnit,
@@ -33,7 +34,7 @@ export class Chart {
     this.end = Date.now();
     this.live = true;
     this.bucketed = false;
-    this.message = "Select a sensor on the map or an alert in the feed";
+    this.message = tr("chart.select.feed");
     this.hover = null;
     this._frame = 0;
     new ResizeObserver(() => this.draw()).observe(canvas);
@@ -151,7 +152,7 @@ export class Chart {
       ctx.font = `${Math.round(fontSize * 1.05)}px ${this.font}`;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      ctx.fillText(this.metric ? this.message || "No readings in this period" : this.message, w / 2, h / 2);
+      ctx.fillText(this.metric ? this.message || tr("chart.empty") : this.message, w / 2, h / 2);
       if (!this.metric) return;
     }
 
@@ -219,7 +220,7 @@ export class Chart {
       ctx.fillText(step >= 86400e3 || midnight ? fmtDay(d) : fmtHM(d), x, pad.t + plotH + this.fontPx * 0.5);
     }
     ctx.textAlign = "left";
-    ctx.fillText(`Hanoi time (ICT)`, pad.l, pad.t + plotH + this.fontPx * 1.5);
+    ctx.fillText(tr("chart.axis_time"), pad.l, pad.t + plotH + this.fontPx * 1.5);
 
     ctx.save();
     ctx.beginPath();
@@ -317,7 +318,7 @@ export class Chart {
       }
       ctx.fillStyle = colr;
       ctx.textAlign = "center";
-      const label = `${SEVERITY_ICON[a.severity] || "●"} ${a.severity.toUpperCase()}${a.metric === this.metric ? "" : ` (${metricLabel(a.metric)})`}`;
+      const label = `${SEVERITY_ICON[a.severity] || "●"} ${tr(`sev.${a.severity}`).toUpperCase()}${a.metric === this.metric ? "" : ` (${metricLabel(a.metric)})`}`;
       const lw = ctx.measureText(label).width;
       const lx = Math.min(Math.max(x, pad.l + lw / 2), pad.l + plotW - lw / 2);
       if (lx - lw / 2 > lastLabelX + 4) {
@@ -373,7 +374,7 @@ export class Chart {
     if (this.bucketed && Number.isFinite(best.lo)) {
       text += ` (min ${fmtNum(best.lo)}, max ${fmtNum(best.hi)})`;
     }
-    if (near) text += `\n${near.severity.toUpperCase()}: ${near.message} (${fmtFull(near.opened_at)})`;
+    if (near) text += `\n${tr(`sev.${near.severity}`).toUpperCase()}: ${near.message} (${fmtFull(near.opened_at)})`;
     this.tooltip.textContent = text;
     this.tooltip.hidden = false;
     const tipX = Math.min(x + 14, rect.width - this.tooltip.offsetWidth - 4);
@@ -384,10 +385,13 @@ export class Chart {
 
   /** A sentence for screen readers. */
   summary(sensorName) {
-    if (!this.metric || !this.points.length) return this.message || "No data";
+    if (!this.metric || !this.points.length) return this.message || tr("chart.no_data");
     const vals = this.points.map((p) => p.v);
     const last = this.points[this.points.length - 1];
-    return `${metricLabel(this.metric)} at ${sensorName}: latest ${withUnit(last.v, this.metric)} at ${fmtClock(new Date(last.t))}, ` +
-      `range ${fmtNum(Math.min(...vals))} to ${fmtNum(Math.max(...vals))}, ${this.alerts.length} alert(s) in view.`;
+    return tr("chart.summary", {
+      metric: metricLabel(this.metric), sensor: sensorName, latest: withUnit(last.v, this.metric),
+      time: fmtClock(new Date(last.t)), min: fmtNum(Math.min(...vals)), max: fmtNum(Math.max(...vals)),
+      alerts: this.alerts.length,
+    });
   }
 }

@@ -4,6 +4,7 @@ import {
   CLASS_LABELS, SEVERITY_ICON, SEVERITY_RANK, fmtAge, fmtFull, fmtNum, fmtTime, metricLabel,
   toDate, withUnit,
 } from "./fmt.js";
+import { t } from "./i18n.js";
 
 const MAX_CARDS = 200;
 const FRESH_MS = 8000;
@@ -158,48 +159,49 @@ export class Feed {
 
   _build(a) {
     const name = this.opts.sensorName(a.sensor);
-    const sevWord = a.severity.toUpperCase();
-    const title = `${sevWord} alert ${a.id}: ${a.message}`;
+    const sevWord = t(`sev.${a.severity}`).toUpperCase();
+    const title = t("feed.card.title", { severity: sevWord, id: a.id, message: a.message });
     const value = a.value !== null && a.value !== undefined ? withUnit(a.value, a.metric) : null;
     const lo = Number.isFinite(a.expected_low) ? fmtNum(a.expected_low) : null;
     const hi = Number.isFinite(a.expected_high) ? fmtNum(a.expected_high) : null;
-    const range = lo && hi ? `expected ${lo}–${hi}` : hi ? `expected ≤ ${hi}` : lo ? `expected ≥ ${lo}` : null;
+    const range = lo && hi ? t("feed.expected.range", { lo, hi }) : hi ? t("feed.expected.high", { hi })
+      : lo ? t("feed.expected.low", { lo }) : null;
     let status;
     if (a.status === "acknowledged") {
       status = el("span", { class: "a-status st-ack", title: fmtFull(a.acknowledged_at) },
-        `Acknowledged by ${a.acknowledged_by || "?"} ${fmtTime(a.acknowledged_at)}`);
+        t("feed.acknowledged_by", { who: a.acknowledged_by || "?", time: fmtTime(a.acknowledged_at) }));
     } else if (a.status === "resolved") {
       status = el("span", { class: "a-status st-resolved", title: fmtFull(a.resolved_at) },
-        `Resolved by ${a.resolved_by || "system"} ${fmtTime(a.resolved_at)}`);
+        t("feed.resolved_by", { who: a.resolved_by || t("feed.system"), time: fmtTime(a.resolved_at) }));
     } else {
-      status = el("span", { class: "a-status st-open" }, "Open — needs action");
+      status = el("span", { class: "a-status st-open" }, t("feed.open"));
     }
     const actions = el("div", { class: "a-actions" });
     const busy = this.busy.has(a.id);
     if (this.opts.canAct && a.status === "open") {
       actions.append(el("button", {
         type: "button", class: "btn btn-ack", "data-act": "ack", disabled: busy,
-        "aria-label": `Acknowledge: ${title}`,
+        "aria-label": `${t("feed.acknowledge")}: ${title}`,
         onclick: () => this.opts.onAck(a),
-      }, "Acknowledge"));
+      }, t("feed.acknowledge")));
     }
     if (this.opts.canAct && a.status !== "resolved") {
       actions.append(el("button", {
         type: "button", class: "btn btn-resolve", "data-act": "resolve", disabled: busy,
-        "aria-label": `Resolve: ${title}`,
+        "aria-label": `${t("feed.resolve")}: ${title}`,
         onclick: () => this.opts.onResolve(a),
-      }, "Resolve"));
+      }, t("feed.resolve")));
     }
     actions.append(el("button", {
-      type: "button", class: "btn btn-chart", "data-act": "chart", "aria-label": `Show ${name} on the map and chart`,
+      type: "button", class: "btn btn-chart", "data-act": "chart", "aria-label": t("feed.chart.label", { name }),
       "aria-pressed": this.selectedSensor === a.sensor ? "true" : "false",
       onclick: () => this.opts.onSelect(a),
-    }, "Chart"));
+    }, t("feed.chart")));
     actions.append(el("button", {
       type: "button", class: "btn btn-more", "data-act": "more", "aria-expanded": this.expanded.has(a.id) ? "true" : "false",
-      "aria-controls": `details-${a.id}`, "aria-label": `History and comments: ${title}`,
+      "aria-controls": `details-${a.id}`, "aria-label": t("feed.more.label", { title }),
       onclick: () => this._toggle(a),
-    }, this.expanded.has(a.id) ? "Less" : "More"));
+    }, t(this.expanded.has(a.id) ? "feed.less" : "feed.more")));
 
     const openedAt = toDate(a.opened_at);
     const node = el("li", {
@@ -207,7 +209,7 @@ export class Feed {
       "data-alert-id": String(a.id), "data-sensor": a.sensor, "data-status": a.status,
       "aria-label": title,
     },
-      el("div", { class: "sev-badge", title: `Severity: ${a.severity}` },
+      el("div", { class: "sev-badge", title: t("feed.severity", { severity: t(`sev.${a.severity}`) }) },
         el("span", { class: "sev-icon", "aria-hidden": "true" }, SEVERITY_ICON[a.severity] || "●"),
         el("span", { class: "sev-word" }, sevWord)),
       el("div", { class: "a-main" },
@@ -219,9 +221,9 @@ export class Feed {
           el("span", { class: `a-class cls-${a.alert_class}` }, CLASS_LABELS[a.alert_class] || a.alert_class)),
         el("p", { class: "a-values" },
           status,
-          value ? el("span", {}, `value ${value}`) : null,
+          value ? el("span", {}, t("feed.value", { value })) : null,
           range ? el("span", {}, range) : null,
-          a.occurrences > 1 ? el("span", { title: "times seen while open" }, `×${a.occurrences}`) : null)),
+          a.occurrences > 1 ? el("span", { title: t("feed.occurrences") }, `×${a.occurrences}`) : null)),
       el("div", { class: "a-time" },
         el("time", { datetime: a.opened_at, title: fmtFull(a.opened_at), class: "a-opened" }, fmtTime(openedAt)),
         el("span", { class: "a-age", "data-t": a.opened_at }, fmtAge(openedAt))),

@@ -1,22 +1,41 @@
-// Formatting for people: times in Asia/Ho_Chi_Minh, numbers, units, labels.
+// Formatting for people: times in Asia/Ho_Chi_Minh, numbers, units, labels (in the page's language).
+
+import { LOCALE, has, t as tr } from "./i18n.js";
 
 export const TZ = "Asia/Ho_Chi_Minh";
 // Hanoi has kept UTC+07:00 without daylight saving since 1975; the chart aligns its
 // ticks to local midnight with this offset.
 export const TZ_OFFSET_MS = 7 * 3600 * 1000;
 
-const timeFmt = new Intl.DateTimeFormat("en-GB", {
+const timeFmt = new Intl.DateTimeFormat(LOCALE, {
   timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
 });
-const hmFmt = new Intl.DateTimeFormat("en-GB", {
+const hmFmt = new Intl.DateTimeFormat(LOCALE, {
   timeZone: TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23",
 });
-const dayFmt = new Intl.DateTimeFormat("en-GB", { timeZone: TZ, day: "2-digit", month: "2-digit" });
-const fullFmt = new Intl.DateTimeFormat("en-GB", {
+// dates as dd/MM(/yyyy) in both languages (Vietnamese convention, and en-GB's): built from
+// parts, since some locales' own short forms write 22-11
+const partsFmt = new Intl.DateTimeFormat("en-GB", {
   timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit",
   hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
 });
-const dateLongFmt = new Intl.DateTimeFormat("en-GB", {
+
+function parts(d) {
+  const o = {};
+  for (const p of partsFmt.formatToParts(d)) o[p.type] = p.value;
+  return o;
+}
+
+const dayFmt = { format: (d) => { const o = parts(d); return `${o.day}/${o.month}`; } };
+const fullFmt = {
+  format: (d) => {
+    const o = parts(d);
+    const date = `${o.day}/${o.month}/${o.year}`;
+    const time = `${o.hour}:${o.minute}:${o.second}`;
+    return LOCALE === "vi-VN" ? `${date} ${time}` : `${date}, ${time}`;
+  },
+};
+const dateLongFmt = new Intl.DateTimeFormat(LOCALE, {
   timeZone: TZ, weekday: "short", day: "numeric", month: "short", year: "numeric",
 });
 
@@ -39,7 +58,7 @@ export function fmtTime(t, now = new Date()) {
   return `${dayFmt.format(d)} ${hmFmt.format(d)}`;
 }
 
-/** "2026-11-22 14:05:09" style (en-GB order: 22/11/2026, 14:05:09) for tooltips. */
+/** "22/11/2026, 14:05:09 ICT" (day, month, year in both languages) for tooltips. */
 export function fmtFull(t) {
   const d = toDate(t);
   return d ? `${fullFmt.format(d)} ICT` : "—";
@@ -55,18 +74,18 @@ export function fmtAge(t, now = Date.now()) {
   const d = toDate(t);
   if (!d) return "";
   const s = Math.max(0, Math.round((now - d.getTime()) / 1000));
-  if (s < 5) return "just now";
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
+  if (s < 5) return tr("age.now");
+  if (s < 60) return tr("age.s", { n: s });
+  if (s < 3600) return tr("age.min", { n: Math.floor(s / 60) });
+  if (s < 86400) return tr("age.h", { n: Math.floor(s / 3600) });
+  return tr("age.d", { n: Math.floor(s / 86400) });
 }
 
 const NUM_FMT = [0, 1, 2].map(
-  (digits) => new Intl.NumberFormat("en-GB", { maximumFractionDigits: digits }),
+  (digits) => new Intl.NumberFormat(LOCALE, { maximumFractionDigits: digits }),
 );
 
-/** A value with sensible precision: 1234 -> "1,234", 3.14159 -> "3.14". */
+/** A value with sensible precision: 1234 -> "1.234" (vi) or "1,234" (en), 3.14159 -> "3,14" or "3.14". */
 export function fmtNum(v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return "—";
   if (Math.abs(v) < 1e-9) return "0";
@@ -99,6 +118,16 @@ export const SEVERITY_RANK = { info: 0, warning: 1, critical: 2 };
 // Shape as well as colour, so severity never depends on colour vision alone.
 export const SEVERITY_ICON = { critical: "▲", warning: "◆", info: "●" };
 
+/** Put the catalogue's words into the label tables (once the catalogue is loaded). */
+export function translateLabels() {
+  for (const table of [[UNITS, "unit"], [KIND_LABELS, "kind"], [CLASS_LABELS, "class"]]) {
+    const [labels, prefix] = table;
+    for (const k of Object.keys(labels)) {
+      if (has(`${prefix}.${k}`)) labels[k] = tr(`${prefix}.${k}`);
+    }
+  }
+}
+
 export function withUnit(v, metric) {
   const u = UNITS[metric];
   return u ? `${fmtNum(v)} ${u}` : fmtNum(v);
@@ -109,5 +138,6 @@ export function metricLabel(metric) {
     pm25: "PM2.5", pm10: "PM10", no2: "NO₂", o3: "O₃", co: "CO", so2: "SO₂",
     aqi_vn: "AQI (VN)", aqi_vn_daily: "AQI (VN, daily)", aqi_us: "AQI (US)",
   };
+  if (has(`metric.${metric}`)) return tr(`metric.${metric}`);
   return pretty[metric] || metric.replace(/_/g, " ");
 }

@@ -6,6 +6,7 @@
 
 import { CITY_LIMITS, DEFAULT_BOUNDS, DISTRICTS, LAKES, RIVERS, URBAN_CORE } from "./hanoi.js";
 import { KIND_LABELS, fmtAge } from "./fmt.js";
+import { t as tr } from "./i18n.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const LAT0 = 21.03;
@@ -411,9 +412,9 @@ export class SensorMap {
     const lines = [
       `${s.name || s.id} (${s.id})`,
       `${KIND_LABELS[s.kind] || s.kind} · ${s.area || "—"}`,
-      `${s.status}${s.last_seen_at ? ` · last reading ${fmtAge(s.last_seen_at)}` : ""}`,
+      `${tr(`sensor.${s.status}.word`)}${s.last_seen_at ? ` · ${tr("sensor.last_reading", { age: fmtAge(s.last_seen_at) })}` : ""}`,
     ];
-    if (w) lines.push(`${w.severity.toUpperCase()} alert${w.status === "acknowledged" ? " (acknowledged)" : ""}`);
+    if (w) lines.push(tr(w.status === "acknowledged" ? "map.tip.alert.ack" : "map.tip.alert", { severity: tr(`sev.${w.severity}`).toUpperCase() }));
     tip.textContent = lines.join("\n");
     tip.hidden = false;
     const box = this.root.getBoundingClientRect();

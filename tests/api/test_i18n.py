@@ -1,0 +1,224 @@
+"""Alert messages in the reader's language: ``Accept-Language`` on REST, ``lang`` on the websocket.
+
+The API is a real ``ioc api`` process on a free port, with ``IOC_LANGUAGE=en`` as its default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from websockets.sync.client import connect
+
+from api.models import Role
+from api.tokens import create as create_token
+from tests.api.conftest import auth, insert_alert
+from tests.support.servers import MosquittoServer, free_port
+
+pytestmark = [pytest.mark.db, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = "/api/v1/alerts"
+PM25 = {
+    "metric": "pm25",
+    "rule": "pm25.level",
+    "detector": "rules",
+    "kind": "air_quality",
+    "severity": "critical",
+    "message": "Trạm Thanh Xuân: fine dust (PM2.5): pm25 1251.5 µg/m³ is at or above ...",
+    "value": 1251.5,
+    "expected_high": 150.0,
+    "evidence": {"level": "critical", "threshold": 250.0, "direction": "above"},
+    "area": "Thanh Xuân",
+}
+VI = "Trạm Thanh Xuân: bụi mịn PM2.5 1.252 µg/m³, bằng hoặc vượt ngưỡng nghiêm trọng 250 µg/m³"
+EN = "Trạm Thanh Xuân: fine dust PM2.5 1,252 µg/m³ is at or above the critical level 250 µg/m³"
+
+
+@pytest.fixture(scope="module")
+def api_process(
+    shared_db_url: str, broker: MosquittoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "IOC_DATABASE_URL": shared_db_url,
+        "IOC_MQTT_URL": broker.url,
+        "IOC_LANGUAGE": "en",
+        "IOC_API_WS_POLL_S": "0.5",
+    }
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc", "api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ioc api exited with {proc.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"ioc api did not answer:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def db(shared_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(shared_db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def operator(db: psycopg.Connection[Any]) -> str:
+    return create_token(db, "duty", Role.OPERATOR, "test")
+
+
+@pytest.fixture
+def sensor(db: psycopg.Connection[Any]) -> str:
+    """A sensor of this test's own, named as the messages expect."""
+    sid = f"aq-tx-{uuid.uuid4().hex[:8]}"
+    db.execute(
+        "INSERT INTO sensors (id, kind, name, area, source) VALUES"
+        " (%s, 'air_quality', 'Trạm Thanh Xuân', 'Thanh Xuân', 'api')",
+        (sid,),
+    )
+    return sid
+
+
+def _get(url: str, token: str, lang: str | None) -> httpx.Response:
+    headers = auth(token) | ({"Accept-Language": lang} if lang is not None else {})
+    resp = httpx.get(url, headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp
+
+
+@pytest.mark.parametrize(
+    ("header", "message", "content_language"),
+    [
+        ("vi", VI, "vi"),
+        ("en", EN, "en"),
+        ("vi-VN,vi;q=0.9,en;q=0.8", VI, "vi"),
+        ("en-GB,en;q=0.9,vi;q=0.8", EN, "en"),
+        ("fr-FR,fr;q=0.9,vi;q=0.5,en;q=0.4", VI, "vi"),
+        ("vi;q=0.1, en", EN, "en"),
+        (None, EN, "en"),  # IOC_LANGUAGE=en
+        ("de", EN, "en"),
+    ],
+)
+def test_alert_messages_follow_accept_language(
+    api_process: str,
+    operator: str,
+    db: psycopg.Connection[Any],
+    sensor: str,
+    header: str | None,
+    message: str,
+    content_language: str,
+) -> None:
+    alert_id = insert_alert(db, sensor=sensor, **PM25)
+    listing = _get(f"{api_process}{ALERTS}?sensor={sensor}", operator, header)
+    assert [a["message"] for a in listing.json()["items"]] == [message]
+    one = _get(f"{api_process}{ALERTS}/{alert_id}", operator, header)
+    assert one.json()["message"] == message
+    for resp in (listing, one):
+        assert resp.headers["content-language"] == content_language
+        assert "accept-language" in resp.headers["vary"].lower()
+    # what is stored stays as analytics wrote it
+    row = db.execute("SELECT message FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    assert row is not None and row[0] == PM25["message"]
+
+
+def test_acknowledging_answers_in_the_readers_language(
+    api_process: str, operator: str, db: psycopg.Connection[Any], sensor: str
+) -> None:
+    alert_id = insert_alert(db, sensor=sensor, **PM25)
+    resp = httpx.post(
+        f"{api_process}{ALERTS}/{alert_id}/acknowledge",
+        headers=auth(operator) | {"Accept-Language": "vi"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["message"] == VI and resp.json()["status"] == "acknowledged"
+    assert resp.headers["content-language"] == "vi"
+    # errors a person reads come in the same language
+    again = httpx.post(
+        f"{api_process}{ALERTS}/{alert_id}/acknowledge",
+        headers=auth(operator) | {"Accept-Language": "vi"},
+        timeout=10,
+    )
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"cảnh báo {alert_id} đã tiếp nhận; chỉ tiếp nhận được cảnh báo đang mở"
+    )
+    missing = httpx.get(
+        f"{api_process}{ALERTS}/999999", headers=auth(operator) | {"Accept-Language": "en"}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "alert 999999 does not exist"
+    missing = httpx.get(
+        f"{api_process}{ALERTS}/999999", headers=auth(operator) | {"Accept-Language": "vi"}
+    )
+    assert missing.json()["detail"] == "không có cảnh báo 999999"
+
+
+def _first_alert(ws: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        doc = orjson.loads(ws.recv(timeout=15))
+        if doc["type"] == "alert":
+            return doc
+    raise AssertionError("no alert event")
+
+
+def test_websocket_events_in_the_asked_language(
+    api_process: str, operator: str, db: psycopg.Connection[Any], sensor: str
+) -> None:
+    ws_url = api_process.replace("http", "ws", 1) + f"/ws/alerts?token={operator}"
+    with (
+        connect(f"{ws_url}&lang=vi", open_timeout=10) as vi,
+        connect(ws_url, open_timeout=10, additional_headers={"Accept-Language": "en"}) as en,
+        connect(ws_url, open_timeout=10) as plain,
+    ):
+        for ws in (vi, en, plain):
+            assert orjson.loads(ws.recv(timeout=10))["type"] == "hello"
+        alert_id = insert_alert(db, sensor=sensor, **PM25)
+        assert _first_alert(vi)["alert"]["message"] == VI
+        assert _first_alert(en)["alert"]["message"] == EN
+        # no language asked for: the message as stored, as before
+        assert _first_alert(plain)["alert"]["message"] == PM25["message"]
+    # a resuming client gets the missed events in its language too
+    seq = db.execute("SELECT min(seq) - 1 FROM alert_events WHERE alert_id = %s", (alert_id,))
+    since = seq.fetchone()
+    assert since is not None
+    with connect(f"{ws_url}&since={since[0]}&lang=vi", open_timeout=10) as again:
+        assert _first_alert(again)["alert"]["message"] == VI
+    with connect(f"{ws_url}&lang=fr", open_timeout=10) as bad:
+        with pytest.raises(Exception) as closed:
+            bad.recv(timeout=10)
+        assert "lang must be one of vi, en" in str(closed.value)
