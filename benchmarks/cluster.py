@@ -21,6 +21,7 @@ per-unit costs that docs/scaling.md sizes the city with). Results go to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import threading
@@ -121,11 +122,17 @@ def _wait(pred: Callable[[], bool], timeout: float) -> bool:
 
 
 def _cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes, their live children and the children they reaped."""
     total = 0.0
     for pid in pids:
         try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    c = child.cpu_times()
+                    total += c.user + c.system
         except psutil.NoSuchProcess:
             pass
     return total
@@ -138,6 +145,7 @@ def run_phase(
     urls: str,
     pub_port: int,
     broker_pids: Callable[[], list[int]],
+    db_pids: list[int],
     msgs: list[tuple[str, bytes]],
     total: int,
     rate: float | None = None,
@@ -163,7 +171,7 @@ def run_phase(
         first = ingestor.wait_for_line("subscribing to", 60)
         ingestor.wait_for_line("subscribed", 60)
         assert ingestor.proc is not None
-        cpu0 = _cpu([ingestor.proc.pid]), _cpu(broker_pids())
+        cpu0 = _cpu([ingestor.proc.pid]), _cpu(broker_pids()), _cpu(db_pids)
         pub = Publisher(pub_port, msgs, rate)
         t0 = time.monotonic()
         pub.thread.start()
@@ -179,7 +187,7 @@ def run_phase(
         done = _wait(lambda: _count(dsn, stored) >= total, 600)
         took = time.monotonic() - t0
         time.sleep(1.0)
-        cpu1 = _cpu([ingestor.proc.pid]), _cpu(broker_pids())
+        cpu1 = _cpu([ingestor.proc.pid]), _cpu(broker_pids()), _cpu(db_pids)
         n = _count(dsn, stored)
         distinct = _count(
             dsn, "SELECT count(*) FROM (SELECT DISTINCT sensor, metric, time FROM readings) d"
@@ -195,6 +203,7 @@ def run_phase(
             acked_by_broker=pub.acked,
             ingest_cpu_s_per_100k=round((cpu1[0] - cpu0[0]) * 100_000 / total, 2),
             broker_cpu_s_per_100k=round((cpu1[1] - cpu0[1]) * 100_000 / total, 2),
+            database_cpu_s_per_100k=round((cpu1[2] - cpu0[2]) * 100_000 / total, 2),
         )
         return out
     finally:
@@ -222,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cluster.start()
             mosq_pid = [mosq.proc.pid] if mosq.proc else []
+            pg_pid = [pg.proc.pid] if pg.proc else []
 
             def nats_pids() -> list[int]:
                 return [n.proc.pid for n in cluster.nodes if n.proc is not None]
@@ -233,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                 mosq.url,
                 mosq.port,
                 lambda: mosq_pid,
+                pg_pid,
                 msgs,
                 total,
             )
             last = cluster.nodes[-1]
             results["cluster"] = run_phase(
                 "cluster", work, _database(pg, "b_cluster"), cluster.urls, last.mqtt_port,
-                nats_pids, msgs, total,
+                nats_pids, pg_pid, msgs, total,
             )  # fmt: skip
 
             def kill_ingestors_node(line: str) -> None:
@@ -249,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
             results["cluster, node killed"] = run_phase(
                 "cluster_kill", work, _database(pg, "b_cluster_kill"), cluster.urls,
-                last.mqtt_port, nats_pids, msgs, total, rate=args.rate, kill=kill_ingestors_node,
+                last.mqtt_port, nats_pids, pg_pid, msgs, total, rate=args.rate,
+                kill=kill_ingestors_node,
             )  # fmt: skip
         finally:
             cluster.kill()
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:22s} {r['readings_per_s']:>8,} readings/s ({r['messages_per_s']:,} msg/s,"
             f" {ratio:.2f}x Mosquitto); lost {r['lost']}, doubled {r['doubled']}{extra};"
             f" CPU per 100k readings: ingest {r['ingest_cpu_s_per_100k']} s,"
-            f" broker {r['broker_cpu_s_per_100k']} s"
+            f" broker {r['broker_cpu_s_per_100k']} s, database {r['database_cpu_s_per_100k']} s"
         )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

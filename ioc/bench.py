@@ -30,6 +30,7 @@ BENCHES: dict[str, str] = {
     "chaos": "benchmarks.chaos",
     "ingest-memory": "benchmarks.ingest_memory",
     "cluster": "benchmarks.cluster",
+    "storage": "benchmarks.storage",
 }
 
 
