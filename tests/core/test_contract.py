@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import warnings
 from datetime import datetime
@@ -206,3 +208,25 @@ def test_schema_examples_decode_in_core(validators: dict[str, Any]) -> None:
         assert decoded.readings and not decoded.rejections, decoded
     assert decode_meta(SensorKind.AIR_QUALITY, "aq-1", b'{"name": "x", "metrics": ["pm25"]}')
     assert decode_status(b"offline")[0] == "offline"
+
+
+def test_ioc_contract_check_says_whether_the_files_are_current(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ioc", "contract", *args, "--docs", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    stale = run("check")
+    assert stale.returncode == 1 and "asyncapi.yaml" in stale.stderr
+    assert "ioc contract write" in stale.stderr
+    assert run("write").returncode == 0
+    assert run("check").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == [
+        "alert.json",
+        "data.json",
+        "meta.json",
+        "status.json",
+    ]
