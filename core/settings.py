@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codecs import Limits
@@ -20,7 +20,8 @@ from core.errors import ConfigError
 class Settings(BaseSettings):
     """What every process needs: where the broker and the database are, and how to log."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
+    # errors never echo the input: IOC_MQTT_URL and IOC_DATABASE_URL may hold passwords
+    model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore", hide_input_in_errors=True)
 
     mqtt_url: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
@@ -41,6 +42,16 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         default=365, ge=1, description="readings older than this are dropped"
     )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _nodes_parse(cls, value: SecretStr) -> SecretStr:
+        """A bad broker list stops the part at start-up, with the reason (never the password)."""
+        try:
+            parse_mqtt_urls(value.get_secret_value())
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @property
     def limits(self) -> Limits:

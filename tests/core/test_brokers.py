@@ -119,3 +119,9 @@ def test_a_dead_first_node_is_skipped_and_a_lost_node_left(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_settings_refuse_a_bad_list_without_echoing_the_password() -> None:
+    with pytest.raises(ValueError, match="mixes") as err:
+        Settings(mqtt_url="mqtt://u:hunter2@a:1883,mqtts://b:8883")
+    assert "hunter2" not in str(err.value)
