@@ -170,7 +170,7 @@ def test_two_of_every_part(
         wait_for(lambda: count(db_url, opened) >= FLOODED, timeout=30)
         assert count(db_url, "SELECT count(DISTINCT sensor) FROM alerts") == FLOODED
         assert count(db_url, "SELECT count(*) FROM alerts") == FLOODED  # each alert once
-        head = count(db_url, "SELECT max(seq) FROM alert_events")
+        head = _settled(db_url)
 
         # every event on both websockets, in the same order
         for feed in feeds:
@@ -190,6 +190,17 @@ def test_two_of_every_part(
             feed.close()
     for p in [*ingests, *analytics, *apis]:
         assert p.proc is not None and p.proc.poll() is None, p.tail()
+
+
+def _settled(dsn: str) -> int:
+    """The newest alert event's seq once no new event came for a second."""
+    head, since = -1, time.monotonic()
+    while time.monotonic() - since < 1.0:
+        now = count(dsn, "SELECT coalesce(max(seq), 0) FROM alert_events")
+        if now != head:
+            head, since = now, time.monotonic()
+        time.sleep(0.1)
+    return head
 
 
 def _healthy(port: int) -> bool:
