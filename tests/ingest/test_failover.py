@@ -132,6 +132,10 @@ def test_a_cluster_node_dies_mid_stream_and_nothing_is_lost_or_doubled(
     sensors = [f"nc-{k:04d}" for k in range(500)]
     packs, pack = 3, 10  # 500 x 3 x 10 = 15,000 readings in 1,500 messages, about 5 s
     register(db_url, sensors)
+    with psycopg.connect(db_url) as conn:  # a street gauge, for an alert after the kill
+        conn.execute(
+            "INSERT INTO sensors (id, kind, source) VALUES ('nc-flood', 'water_level', 'api')"
+        )
     cluster = NatsCluster(tmp_path / "nats")
     cluster.start()
     ingestor = PartProcess(
@@ -139,9 +143,25 @@ def test_a_cluster_node_dies_mid_stream_and_nothing_is_lost_or_doubled(
         ingest_env(cluster.urls, db_url, "cluster-ingest", IOC_INGEST_MQTT_PROTOCOL="3.1.1"),
         tmp_path / "ingest.log",
     )
+    analytics = PartProcess(
+        ["analytics"],
+        ioc_env(
+            IOC_MQTT_URL=cluster.urls,
+            IOC_DATABASE_URL=db_url,
+            IOC_ANALYTICS_MQTT_PROTOCOL="3.1.1",
+            IOC_ANALYTICS_CLIENT_ID="cluster-analytics",
+            IOC_ANALYTICS_STAGES="rules",
+            IOC_ANALYTICS_WARMUP_S="0",
+            IOC_ANALYTICS_METRICS_PORT="0",
+            IOC_LOG_LEVEL="INFO",
+        ),
+        tmp_path / "analytics.log",
+    )
     pub: PacedPublisher311 | None = None
     try:
         ingestor.start()
+        analytics.start()
+        analytics.wait_for_line("MQTT connected", 40)
         first = ingestor.wait_for_line("subscribing to", 40)
         ingestor.wait_for_line("subscribed", 40)
         on = next(n for n in cluster.nodes if f":{n.mqtt_port} " in first)
@@ -150,7 +170,7 @@ def test_a_cluster_node_dies_mid_stream_and_nothing_is_lost_or_doubled(
         pub = PacedPublisher311(others[-1].mqtt_port, "cluster-pub", msgs, 300.0)
         pub.thread.start()
         time.sleep(2.0)  # mid-stream
-        seen = len(ingestor.lines)
+        seen, seen_analytics = len(ingestor.lines), len(analytics.lines)
         on.kill()
         killed_at = time.monotonic()
         line = ingestor.wait_for_line("subscribing to", 30, after=seen)
@@ -162,7 +182,7 @@ def test_a_cluster_node_dies_mid_stream_and_nothing_is_lost_or_doubled(
         print(f"published {time.monotonic() - killed_at:.1f} s after the kill")
         total = len(sensors) * packs * pack
         sql = "SELECT count(*) FROM readings"
-        wait_for(lambda: count(db_url, sql) >= total, timeout=40)
+        wait_for(lambda: count(db_url, sql) >= total, timeout=60)
         print(f"stored {time.monotonic() - killed_at:.1f} s after the kill")
         time.sleep(1.0)  # redeliveries still on their way would show now
         assert count(db_url, sql) == total
@@ -170,8 +190,18 @@ def test_a_cluster_node_dies_mid_stream_and_nothing_is_lost_or_doubled(
         assert count(db_url, distinct) == total
         assert count(db_url, "SELECT count(*) FROM dead_letters") == 0
         print(f"ingest resumed {resumed_s:.1f} s after its node was killed")
+
+        # analytics moved to another node with its session too, and still raises alerts
+        analytics.wait_for_line("MQTT connected (session present: True)", 30, seen_analytics)
+        now = time.time()
+        flood = encode_native([(now - 120 + i * 60, {"water_level": 60.0}) for i in range(3)])
+        assert pub.window.acquire(timeout=5)  # its PUBACK releases it
+        pub.client.publish("ioc/v1/water_level/nc-flood/data", flood, qos=1)
+        alerts = "SELECT count(*) FROM alerts WHERE sensor = 'nc-flood'"
+        wait_for(lambda: count(db_url, alerts) == 1, timeout=30)
     finally:
         if pub is not None:
             pub.close()
+        analytics.stop()
         ingestor.stop()
         cluster.kill()
