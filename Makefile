@@ -4,6 +4,6 @@ demo:
 test:
 	scripts/test
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports && .venv/bin/ioc contract check
 bench:
 	.venv/bin/ioc bench all

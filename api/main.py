@@ -183,7 +183,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         hub = AlertHub(
             settings.dsn, heartbeat_s=settings.api_ws_heartbeat_s, poll_s=settings.api_ws_poll_s
         )
-        readings_hub = ReadingsHub(settings.mqtt, settings.limits)
+        readings_hub = ReadingsHub(settings.mqtt, settings.limits, settings.mqtt_nodes)
         app.state.pool = pool
         app.state.alert_hub = hub
         app.state.readings_hub = readings_hub
@@ -299,7 +299,7 @@ def _health_router(settings: ApiSettings) -> APIRouter:
         state = request.app.state
         db_ok = state.alert_hub.connected and await _database_ok(state.pool)
         hub: ReadingsHub = state.readings_hub
-        broker_ok = hub.connected or await broker_reachable(settings.mqtt)
+        broker_ok = hub.connected or await broker_reachable(*settings.mqtt_nodes)
         ready = Readiness(
             status="ready" if db_ok and broker_ok else "not ready",
             database=db_ok,

@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from api.stream import Frame, FrameKind, Subscriber
 from api.telemetry import MQTT_CONNECTED, MQTT_MESSAGES, WS_CLIENTS, WS_FRAMES
+from core.brokers import BrokerNodes, follow
 from core.codecs import Limits, decode_readings
 from core.errors import IocError
 from core.settings import MqttAddress
@@ -39,8 +41,11 @@ def sensor_filter(sensor: str) -> str:
 class ReadingsHub:
     """Fans readings of the watched sensors out to their websocket subscribers."""
 
-    def __init__(self, address: MqttAddress, limits: Limits) -> None:
+    def __init__(
+        self, address: MqttAddress, limits: Limits, nodes: Sequence[MqttAddress] = ()
+    ) -> None:
         self.address = address
+        self.nodes = BrokerNodes(nodes or (address,))  # the cluster's nodes, first = address
         self.limits = limits
         self.watchers: dict[str, set[Subscriber]] = {}
         self.connected = False
@@ -90,6 +95,7 @@ class ReadingsHub:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
+        follow(client, self.nodes)
         client.connect_async(self.address.host, self.address.port, keepalive=30)
         client.loop_start()
         self._client = client
@@ -180,8 +186,15 @@ def _close(client: mqtt.Client) -> None:
     client.loop_stop()
 
 
-async def broker_reachable(address: MqttAddress) -> bool:
-    """Whether the broker accepts TCP (and TLS) connections within two seconds."""
+async def broker_reachable(*addresses: MqttAddress) -> bool:
+    """Whether a node of the broker accepts TCP (and TLS) connections within two seconds."""
+    for address in addresses:
+        if await _reachable(address):
+            return True
+    return False
+
+
+async def _reachable(address: MqttAddress) -> bool:
     try:
         ctx = ssl.create_default_context() if address.tls else None
         async with asyncio.timeout(2.0):

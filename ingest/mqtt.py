@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.brokers import BrokerNodes, follow
 from core.errors import PayloadError
 from core.topics import ALL_DATA, ALL_META, ALL_STATUS, shared
 from ingest.config import IngestSettings
@@ -93,6 +94,8 @@ class Consumer:
         if isinstance(client, LeanClient):
             client.raw_handler = self._on_raw
         client.on_subscribe = self._on_subscribe
+        self.nodes = BrokerNodes(settings.mqtt_nodes)
+        follow(client, self.nodes)  # each (re)connection attempt goes to the next node
         self.client = client
         group = settings.ingest_shared_group
         self.data_filter = shared(group, ALL_DATA) if group else ALL_DATA
@@ -212,9 +215,8 @@ class Consumer:
             else:
                 client.subscribe([(ALL_META, 1), (ALL_STATUS, 1), (data, 1)])
             logger.info(
-                "connected to %s:%d as %s (session %s), subscribing to %s",
-                s.mqtt.host,
-                s.mqtt.port,
+                "connected to %s as %s (session %s), subscribing to %s",
+                self.nodes.describe(self.nodes.current),
                 s.ingest_client_id,
                 "resumed" if flags.session_present else "new",
                 data,

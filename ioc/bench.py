@@ -29,6 +29,8 @@ BENCHES: dict[str, str] = {
     "api": "benchmarks.api",
     "chaos": "benchmarks.chaos",
     "ingest-memory": "benchmarks.ingest_memory",
+    "cluster": "benchmarks.cluster",
+    "storage": "benchmarks.storage",
 }
 
 

@@ -33,7 +33,7 @@ import psycopg
 from core.db import migrate
 from core.errors import IocError
 from core.logs import setup_logging
-from core.settings import parse_mqtt_url
+from core.settings import parse_mqtt_urls
 from ioc.config import DemoSettings
 from ioc.democity import CityPlan
 from ioc.embedded import (
@@ -150,8 +150,8 @@ class Demo:
 
     def start_broker(self) -> None:
         if self.settings.external_broker:
-            addr = parse_mqtt_url(self.mqtt_url)
-            self.status("broker", "ok", f"using IOC_MQTT_URL (mqtt://{addr.host}:{addr.port})")
+            where = ",".join(f"mqtt://{a.host}:{a.port}" for a in parse_mqtt_urls(self.mqtt_url))
+            self.status("broker", "ok", f"using IOC_MQTT_URL ({where})")
             return
         port = _port(self.args.mqtt_port, self.settings.demo_mqtt_port, "--mqtt-port")
         self.broker = make_broker(

@@ -341,6 +341,7 @@ def _run(args: argparse.Namespace, settings: SimSettings, part: tuple[int, int] 
             wills,
             qos=args.qos if args.qos is not None else settings.sim_qos,
             window=args.window or settings.sim_window,
+            nodes=settings.mqtt_nodes,
         )
     progress_s = args.progress if args.progress is not None else settings.sim_progress_s
     options = RunOptions(

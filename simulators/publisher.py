@@ -16,6 +16,7 @@ import selectors
 import ssl
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.brokers import BrokerNodes, follow
 from core.settings import MqttAddress
 from simulators.engine import Message
 
@@ -208,6 +210,7 @@ class _Conn:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        follow(c, BrokerNodes(sink.nodes))  # a lost node: reconnect to the next one
         self.client = c
 
     # paho callbacks: nothing may escape them
@@ -264,8 +267,10 @@ class MqttSink:
         qos: int = 1,
         window: int = 1000,
         keepalive: int = 30,
+        nodes: Sequence[MqttAddress] = (),
     ) -> None:
         self.address = address
+        self.nodes = tuple(nodes) or (address,)  # a broker cluster's nodes, first = address
         self.qos = qos
         self.window = max(1, window)
         self.keepalive = keepalive
@@ -280,12 +285,16 @@ class MqttSink:
 
     def connect(self, timeout: float = 10.0) -> None:
         for c in self.conns:
-            try:
-                c.client.connect(self.address.host, self.address.port, self.keepalive)
-            except OSError as exc:
-                raise ConnectionError(
-                    f"cannot reach the broker at {self.address.host}:{self.address.port}: {exc}"
-                ) from None
+            for attempt in range(len(self.nodes)):  # each attempt goes to the next node
+                try:
+                    c.client.connect(self.address.host, self.address.port, self.keepalive)
+                    break
+                except OSError as exc:
+                    if attempt == len(self.nodes) - 1:
+                        where = ", ".join(f"{n.host}:{n.port}" for n in self.nodes)
+                        raise ConnectionError(
+                            f"cannot reach the broker at {where}: {exc}"
+                        ) from None
         deadline = time.monotonic() + timeout
         while not all(c.connected for c in self.conns):
             refused = [c for c in self.conns if c.failed_rc]

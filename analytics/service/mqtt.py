@@ -11,6 +11,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from analytics.config import AnalyticsSettings
+from core.brokers import BrokerNodes, follow
 
 
 def make_client(
@@ -43,6 +44,7 @@ def make_client(
     client.on_disconnect = on_disconnect
     client.on_message = on_message
     client.reconnect_delay_set(1, 30)
+    follow(client, BrokerNodes(s.mqtt_nodes))  # another node of the cluster on loss
     client.max_queued_messages_set(0)
     if v5:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

@@ -19,13 +19,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.codecs import decode_readings
-from core.settings import parse_mqtt_url
+from core.settings import parse_mqtt_url, parse_mqtt_urls
 from core.topics import parse_sensor_topic
 from core.types import DeviceStatus
 from simulators.publisher import MqttSink
 from simulators.runner import Runner, RunOptions, RunStats
 from tests.simulators.util import NO_LIMITS, engine, hanoi, run
-from tests.support.servers import MosquittoServer
+from tests.support.servers import MosquittoServer, free_port
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,3 +249,28 @@ def test_a_broker_restart_loses_nothing(make_broker: Callable[..., MosquittoServ
     same = run(engine(t0, counts={"traffic_camera": 100}), t0, t0 + 2 * 3600)
     assert stats.messages_by_channel["data"] == len(same) > 11_000  # two hours, a camera a minute
     assert stats.readings_sent == stats.readings_published
+
+
+def test_a_dead_first_broker_node_is_skipped(mqtt_url: str) -> None:
+    """IOC_MQTT_URL lists a dead node first: every connection goes on to the live one."""
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    t0 = hanoi("2026-11-23T07:30")
+    eng = engine(t0, counts={"traffic_camera": 20}, id_prefix=prefix, connections=2)
+    nodes = parse_mqtt_urls(f"mqtt://127.0.0.1:{free_port()},{mqtt_url}")
+    listener = Listener(mqtt_url, prefix)
+    try:
+        sink = MqttSink(
+            nodes[0],
+            [f"sim-{prefix}{i}" for i in range(2)],
+            [f"ioc/v1/generic/{g}/status" for g in eng.gateways],
+            nodes=nodes,
+        )
+        stats = Runner(
+            eng, sink, RunOptions(start=t0, until=t0 + 600, speed=float("inf"), progress_s=0)
+        ).run()
+        listener.wait_for(stats.messages_sent)
+    finally:
+        listener.close()
+    assert stats.unacked_at_exit == 0 and stats.messages_sent > 200
+    assert len(listener.messages) == stats.messages_sent
+    assert all(c.client.port == nodes[1].port for c in sink.conns)
