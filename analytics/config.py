@@ -161,7 +161,8 @@ class AnalyticsSettings(Settings):
         default=1, ge=1, description="neighbours that must agree for an incident"
     )
     analytics_publish_alerts: bool = Field(
-        default=True, description="publish alert events on ioc/v1/alerts/<severity>/<kind>"
+        default=True,
+        description="deprecated, ignored: alert events reach MQTT through the notify relay",
     )
     analytics_metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="Prometheus metrics port (0: off)"

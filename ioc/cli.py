@@ -14,8 +14,13 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("ioc.demo", "main", "run the whole system on this machine with embedded defaults"),
     "ingest": ("ingest.__main__", "main", "MQTT -> PostgreSQL/TimescaleDB ingestor"),
-    "analytics": ("analytics.__main__", "main", "streaming detectors and alert lifecycle"),
-    "api": ("api.__main__", "main", "REST API, live alert websocket and dashboard"),
+    "analytics": ("ioc.parts", "analytics_main", "streaming detectors and alert lifecycle"),
+    "api": ("ioc.parts", "api_main", "REST API, live alert websocket and dashboard"),
+    "notify": (
+        "notify.__main__",
+        "main",
+        "alert events to MQTT, notification routing and escalation",
+    ),
     "simulate": ("simulators.__main__", "main", "simulated Hanoi sensors over MQTT"),
     "db": ("ioc.dbcmd", "main", "database: migrate, maintain (partitions, retention)"),
     "detect": ("analytics.eval.offline", "detect_main", "score a timestamp,value CSV (NAB format)"),

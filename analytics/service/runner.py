@@ -45,7 +45,7 @@ from analytics.service.store import (
 )
 from analytics.stages.registry import build_pipeline, health_stage
 from core.db import migrate
-from core.topics import ALL_DATA, ALL_META, ALL_STATUS, alert_topic
+from core.topics import ALL_DATA, ALL_META, ALL_STATUS
 from core.types import Reading, SensorKind
 
 logger = logging.getLogger(__name__)
@@ -469,12 +469,7 @@ class AnalyticsService:
         self.counts["changes"] += len(changes)
         for ch in changes:
             self.metrics.changes.labels(ch.action).inc()
-        if not self.settings.analytics_publish_alerts or self._client is None:
-            return
-        for ch in changes:
-            topic = alert_topic(ch.alert["severity"], ch.alert["kind"])
-            self._client.publish(topic, ch.to_json(), qos=1)
-            self.counts["published"] += 1
+        # MQTT ioc/v1/alerts/... is published from the committed alert_events log (notify.relay)
 
     def _write_derived(self, rows: list[Reading]) -> None:
         self._pending_derived.extend(rows)

@@ -1,0 +1,134 @@
+"""The notification service: relay, planner and sending workers as threads of one process.
+
+It runs alone (``ioc notify``) or beside ``ioc api`` and ``ioc analytics``; any number
+of copies may run at once, since each stage takes turns through row locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from core.routing import RoutesFile, load_routes
+from notify.config import NotifySettings
+from notify.dispatcher import Dispatcher, RateLimits
+from notify.planner import Planner, RouteBook
+from notify.relay import BrokerUnavailable, MqttLink, Relay
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 1.0
+RETRY_S = 1.0
+
+
+class NotifyService:
+    def __init__(self, settings: NotifySettings, routes: RoutesFile | None = None) -> None:
+        self.settings = settings
+        self.routes = routes if routes is not None else load_routes(settings.notify_routes)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.planner = Planner(
+            RouteBook(self.routes, settings.notify_routes_reload_s), on_planned=self._wake.set
+        )
+        secret = settings.notify_webhook_secret.get_secret_value()
+        if not secret and any(r.webhook for r in self.routes.routes):
+            logger.warning("IOC_NOTIFY_WEBHOOK_SECRET is empty: webhooks go out unsigned")
+        self.dispatcher = Dispatcher(
+            secret=secret,
+            max_attempts=settings.notify_max_attempts,
+            backoff_s=settings.notify_backoff_s,
+            backoff_max_s=settings.notify_backoff_max_s,
+            timeout_s=settings.notify_timeout_s,
+            limits=RateLimits({r.name: r.rate_per_minute for r in self.routes.routes}),
+        )
+        self.link: MqttLink | None = None
+        self.relay: Relay | None = None
+        if settings.notify_mqtt_relay:
+            self.link = MqttLink(settings.mqtt)
+            self.relay = Relay(self.link)
+
+    def start(self) -> None:
+        logger.info(
+            "notifications: %d routes, %d escalation policies, MQTT relay %s",
+            len(self.routes.routes),
+            len(self.routes.escalations),
+            "on" if self.relay else "off",
+        )
+        if self.link is not None and self.relay is not None:
+            self.link.start()
+            self._spawn("relay", self._relay_step)
+        self._spawn("planner", self._planner_step)
+        for i in range(self.settings.notify_workers):
+            self._spawn(f"sender-{i}", self._send_step)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        if self.link is not None:
+            self.link.stop()
+
+    def wait(self) -> None:
+        while not self._stop.wait(1.0):
+            pass
+
+    # the stages: each returns True when it did work (then it runs again at once)
+
+    def _relay_step(self, conn: psycopg.Connection[Any]) -> bool:
+        assert self.relay is not None
+        try:
+            return self.relay.step(conn) > 0
+        except BrokerUnavailable as exc:
+            logger.warning("MQTT relay: broker unavailable (%s); retrying", exc)
+            self._stop.wait(RETRY_S)
+            return False
+
+    def _planner_step(self, conn: psycopg.Connection[Any]) -> bool:
+        worked = self.planner.step(conn) > 0
+        now = time.monotonic()
+        if now - getattr(self, "_ticked", 0.0) >= TICK_S:
+            self._ticked = now
+            worked = self.planner.tick(conn) > 0 or worked
+        return worked
+
+    def _send_step(self, conn: psycopg.Connection[Any]) -> bool:
+        return self.dispatcher.step(conn)
+
+    def _spawn(self, name: str, step: Callable[[psycopg.Connection[Any]], bool]) -> None:
+        t = threading.Thread(
+            target=self._run, args=(name, step), name=f"notify-{name}", daemon=True
+        )
+        self._threads.append(t)
+        t.start()
+
+    def _run(self, name: str, step: Callable[[psycopg.Connection[Any]], bool]) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.settings.dsn, autocommit=True)
+                if not step(conn):
+                    if name.startswith("sender"):
+                        self._wake.wait(self.settings.notify_poll_s)
+                        self._wake.clear()
+                    else:
+                        self._stop.wait(self.settings.notify_poll_s)
+            except psycopg.OperationalError as exc:
+                logger.warning("notify %s: database unavailable (%s); retrying", name, exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stop.wait(RETRY_S)
+            except Exception:
+                logger.exception("notify %s: unexpected failure; carrying on", name)
+                self._stop.wait(RETRY_S)
+        if conn is not None:
+            conn.close()
