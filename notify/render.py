@@ -15,11 +15,11 @@ from core.routing import Lang
 from core.types import to_display
 
 MAX_VALUE_CHARS = 500
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
 def _finalize(value: Any) -> Any:
-    """Every value put into a text: no control or bidi-override characters, bounded length."""
+    """Every value put into a text: one line, no control or bidi-override characters, bounded."""
     if isinstance(value, str):
         value = _CONTROL.sub(" ", value)
         if len(value) > MAX_VALUE_CHARS:

@@ -27,6 +27,7 @@ SECRET = "s3cret-for-tests"
 class Hook:
     headers: dict[str, str]
     body: bytes
+    path: str = "/hook"
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def _handler(rcv: list[Receiver]) -> type[BaseHTTPRequestHandler]:
                 failing = r.calls <= r.fail_first
                 status = 503 if failing else r.status
                 if status < 300:
-                    r.received.append(Hook(dict(self.headers.items()), body))
+                    r.received.append(Hook(dict(self.headers.items()), body, self.path))
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
