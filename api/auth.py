@@ -26,12 +26,13 @@ class Permission(StrEnum):
     SENSOR_WRITE = "sensor_write"  # create, update, delete sensors
     TOKENS = "tokens"  # manage API tokens
     METRICS = "metrics"  # /metrics when it is not public
+    NOTIFY_ROUTES = "notify_routes"  # notification routes and escalation policies
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: frozenset({Permission.READ, Permission.ALERT_ACTIONS}),
     Role.ANALYST: frozenset({Permission.READ, Permission.HISTORY}),
-    Role.ENGINEER: frozenset({Permission.READ, Permission.SENSOR_WRITE}),
+    Role.ENGINEER: frozenset({Permission.READ, Permission.SENSOR_WRITE, Permission.NOTIFY_ROUTES}),
     Role.ADMIN: frozenset(Permission),
 }
 

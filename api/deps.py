@@ -93,6 +93,7 @@ AlertActor = Annotated[Principal, Depends(require(Permission.ALERT_ACTIONS))]
 HistoryReader = Annotated[Principal, Depends(require(Permission.HISTORY))]
 SensorEditor = Annotated[Principal, Depends(require(Permission.SENSOR_WRITE))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
+NotifyAdmin = Annotated[Principal, Depends(require(Permission.NOTIFY_ROUTES))]
 
 
 _QUERY_NAMES: dict[int, frozenset[str]] = {}

@@ -53,6 +53,12 @@ def _token(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def _route(conn: psycopg.Connection[Any]) -> str:
+    name = f"r{next(_counter)}"
+    conn.execute("INSERT INTO notify_routes (name, spec) VALUES (%s, '{}')", (name,))
+    return name
+
+
 T = "start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
 # (method, OpenAPI path) -> (permission or None for public, how to build a call that succeeds)
 MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
@@ -101,6 +107,24 @@ MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
     ("GET", "/api/v1/alerts/{alert_id}/cap"): (
         Permission.READ,
         lambda c: Call("GET", f"/api/v1/alerts/{insert_alert(c)}/cap"),
+    ),
+    ("GET", "/api/v1/alerts/{alert_id}/notifications"): (
+        Permission.READ,
+        lambda c: Call("GET", f"/api/v1/alerts/{insert_alert(c)}/notifications"),
+    ),
+    ("GET", "/api/v1/notify/routes"): (
+        Permission.NOTIFY_ROUTES,
+        lambda c: Call("GET", "/api/v1/notify/routes"),
+    ),
+    ("PUT", "/api/v1/notify/routes/{name}"): (
+        Permission.NOTIFY_ROUTES,
+        lambda c: Call(
+            "PUT", f"/api/v1/notify/routes/r{next(_counter)}", {"spec": {"webhook": "http://h/"}}
+        ),
+    ),
+    ("DELETE", "/api/v1/notify/routes/{name}"): (
+        Permission.NOTIFY_ROUTES,
+        lambda c: Call("DELETE", f"/api/v1/notify/routes/{_route(c)}"),
     ),
     ("GET", "/api/v1/me"): (Permission.READ, lambda c: Call("GET", "/api/v1/me")),
     ("GET", "/api/v1/tokens"): (Permission.TOKENS, lambda c: Call("GET", "/api/v1/tokens")),
