@@ -13,6 +13,7 @@ import fnmatch
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -227,10 +228,14 @@ def _line_of(node: Any, loc: tuple[int | str, ...]) -> int:
 def mask_target(target: str) -> str:
     """A target as people may see it: scheme, host and path, no credentials or tokens."""
     raw = target.removeprefix("webhook+")
-    scheme, _, rest = raw.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    kind = "webhook" if target.startswith("webhook+") else scheme
-    if kind == "webhook":
-        path = rest.split("/", 1)[1].split("?", 1)[0] if "/" in rest else ""
-        return f"webhook {scheme}://{host}/{path}"
-    return f"{kind}://{host[:2]}…" if len(host) > 2 else f"{kind}://…"
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(invalid target)"
+    if target.startswith("webhook+"):
+        return f"webhook {parts.scheme}://{host}{port}{parts.path}"
+    if parts.scheme in ("mailto", "mailtos"):  # the host is the mail server, not a secret
+        return f"{parts.scheme}://{host}{port}"
+    return f"{parts.scheme}://…"  # chat services carry tokens where the host would be

@@ -31,6 +31,7 @@ BENCHES: dict[str, str] = {
     "ingest-memory": "benchmarks.ingest_memory",
     "cluster": "benchmarks.cluster",
     "storage": "benchmarks.storage",
+    "notify": "benchmarks.notify_latency",
 }
 
 

@@ -72,6 +72,11 @@ def send_webhook(
         raise DeliveryError(f"HTTP {resp.status} {resp.reason}", permanent=permanent)
 
 
+def check_apprise(url: str) -> bool:
+    """True if Apprise understands ``url`` (a channel of a route)."""
+    return bool(apprise.Apprise().add(url))
+
+
 def send_apprise(url: str, title: str, text: str, *, timeout: float) -> None:
     """Send through Apprise (email, Telegram, Slack, Teams, ntfy, Matrix, ...)."""
     asset = apprise.AppriseAsset(async_mode=False)

@@ -14,7 +14,9 @@ from typing import Any
 
 import psycopg
 
-from core.routing import RoutesFile, load_routes
+from core.errors import ConfigError
+from core.routing import RoutesFile, load_routes, mask_target
+from notify.channels import check_apprise
 from notify.config import NotifySettings
 from notify.dispatcher import Dispatcher, RateLimits
 from notify.planner import Planner, RouteBook
@@ -30,6 +32,7 @@ class NotifyService:
     def __init__(self, settings: NotifySettings, routes: RoutesFile | None = None) -> None:
         self.settings = settings
         self.routes = routes if routes is not None else load_routes(settings.notify_routes)
+        _check_channels(self.routes)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -132,3 +135,16 @@ class NotifyService:
                 self._stop.wait(RETRY_S)
         if conn is not None:
             conn.close()
+
+
+def _check_channels(routes: RoutesFile) -> None:
+    """Refuse to start with a channel URL that Apprise does not understand."""
+    owners = [(r.name, r) for r in routes.routes] + [
+        (f"{e.name} step {i + 1}", s) for e in routes.escalations for i, s in enumerate(e.steps)
+    ]
+    for name, targets in owners:
+        for n, url in enumerate(targets.channels):
+            if not check_apprise(url):
+                raise ConfigError(
+                    f"route {name}: channel {n + 1} ({mask_target(url)}) is not a valid Apprise URL"
+                )

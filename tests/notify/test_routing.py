@@ -92,8 +92,11 @@ def test_missing_file_and_duplicate_names(tmp_path: Path) -> None:
 
 
 def test_targets_are_shown_without_their_secrets() -> None:
-    assert mask_target("tgram://123456:AAH-secret-token/987654") == "tgram://12…"
-    assert mask_target("mailto://user:pass@mail.example.org") == "mailto://ma…"
+    assert mask_target("tgram://123456:AAH-secret-token/987654") == "tgram://…"
+    assert (
+        mask_target("mailto://user:pass@mail.example.org:587?to=a@b.org")
+        == "mailto://mail.example.org:587"
+    )
     shown = mask_target("webhook+https://user:pw@hooks.example.org/in/abc?key=zzz")
     assert shown == "webhook https://hooks.example.org/in/abc" and "pw" not in shown
 
