@@ -106,3 +106,21 @@ def _up(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_bad_routes_file_stops_every_process_with_its_line(
+    run_ioc: Callable[..., Proc], tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: duty\n    min_severity: severe\n    webhook: http://x/\n")
+    env = {"IOC_NOTIFY_ROUTES": str(routes), "IOC_DATABASE_URL": "postgresql://127.0.0.1:1/x"}
+    for args in (("notify", "--check-routes"), ("notify",), ("api", "--port", "1")):
+        p = run_ioc(*args, env=env)
+        assert p.proc.wait(30) == 2
+        assert f"{routes}:3: routes.0.min_severity" in p.output(), p.output()
+    routes.write_text(
+        "routes:\n  - name: duty\n    min_severity: critical\n    webhook: http://127.0.0.1:8099/hook\n"
+    )
+    p = run_ioc("notify", "--check-routes", env=env)
+    assert p.proc.wait(30) == 0
+    assert "1 routes, 0 escalation policies OK" in p.output()
