@@ -240,6 +240,27 @@ function onResolveClick(alert) {
   act(alert, "resolve");
 }
 
+// who was told about the alert (the notification outbox), if anyone
+async function deliveriesTable(id) {
+  let items;
+  try {
+    items = await state.api.get(`/api/v1/alerts/${id}/notifications`);
+  } catch (err) {
+    return el("p", { class: "error" }, `Notifications could not be loaded · Không tải được thông báo: ${err.message}`);
+  }
+  if (!items.length) return el("p", { class: "muted deliveries" }, "No notifications sent · Chưa gửi thông báo nào");
+  const status = { sent: "sent · đã gửi", pending: "pending · đang chờ", dead: "failed · thất bại" };
+  const rows = items.map((d) => el("tr", { class: `delivery-${d.status}` },
+    el("td", { title: fmtFull(d.created_at) }, fmtTime(d.sent_at || d.created_at)),
+    el("td", {}, d.reason === "event" ? d.route : `${d.route} (${d.reason} ${d.step})`),
+    el("td", {}, d.channel), el("td", {}, status[d.status] || d.status),
+    el("td", {}, String(d.attempts)), el("td", {}, d.last_error || "")));
+  return el("table", { class: "deliveries", "aria-label": "Notifications · Thông báo" },
+    el("thead", {}, el("tr", {}, ...["Time · Thời gian", "Route · Tuyến", "Channel · Kênh", "Status · Trạng thái", "Attempts · Lần thử", "Error · Lỗi"]
+      .map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, ...rows));
+}
+
 async function showDetails(alert, box) {
   box.replaceChildren(el("p", { class: "muted" }, t("details.loading")));
   let detail;
@@ -262,6 +283,7 @@ async function showDetails(alert, box) {
   parts.push(el("table", {},
     el("thead", {}, el("tr", {}, ...["details.time", "details.action", "details.by", "details.note"].map((h) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, ...rows)));
+  parts.push(await deliveriesTable(alert.id));
   if (state.canAct) {
     const input = el("input", { class: "input", type: "text", maxlength: "2000", "aria-label": t("details.comment.label", { id: alert.id }), placeholder: t("details.comment.placeholder") });
     const form = el("form", { class: "comment-form" }, input,

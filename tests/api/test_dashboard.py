@@ -626,4 +626,36 @@ def test_vietnamese_by_default_and_english_at_a_switch(
         page.wait_for_selector("#conn[data-state='live']")
         page.wait_for_timeout(500)
         page.screenshot(path=str(Path(shots) / f"dashboard-en-{width}x{height}.png"))
+
+
+def test_alert_details_show_who_was_notified(
+    api: ApiServer, db: psycopg.Connection[Any], open_page: Callable[..., Page]
+) -> None:
+    alert_id = _raise_alert(db, "wl-td-03")
+    for n, (status, error) in enumerate((("sent", None), ("dead", "HTTP 500 (attempt 8 of 8)"))):
+        db.execute(
+            "INSERT INTO notifications (idempotency_key, alert_id, reason, route, channel, target,"
+            " body, status, attempts, last_error, sent_at) VALUES (%s, %s, 'event', 'duty',"
+            " %s, 'secret-target', '{}', %s, %s, %s, now())",
+            (
+                f"k{n}",
+                alert_id,
+                f"webhook https://hooks{n}.example.org/ioc",
+                status,
+                n * 7 + 1,
+                error,
+            ),
+        )
+    p = open_page()
+    page = p.page
+    page.goto(f"{api.url}/?token={OPERATOR}")
+    card = page.locator(f"li.alert[data-alert-id='{alert_id}']")
+    card.wait_for(timeout=WAIT_MS)
+    card.get_by_role("button", name="History and comments", exact=False).click()
+    table = card.locator("table.deliveries")
+    table.wait_for(timeout=WAIT_MS)
+    text = table.inner_text()
+    assert "webhook https://hooks0.example.org/ioc" in text and "sent · đã gửi" in text
+    assert "failed · thất bại" in text and "HTTP 500 (attempt 8 of 8)" in text
+    assert "secret-target" not in page.content()
     assert p.errors == []
