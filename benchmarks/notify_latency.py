@@ -8,7 +8,9 @@ Starts a private PostgreSQL, an HTTP webhook receiver and ``python -m ioc notify
    arrived, starts it again and counts what was lost and what came twice (and whether
    every repeat carried the same idempotency key);
 3. with ``--down-s S``: the receiver answers 503 for S seconds while alerts keep coming,
-   and the time until everything arrived after it came back is printed.
+   and the time until everything arrived after it came back is printed;
+4. commits alerts at ``--rate`` with and without ``--escalations`` alerts waiting under an
+   escalation policy (steps and reminders ticking) and prints the commit p50/p99 of both.
 
     python -m benchmarks.notify_latency --rate 10 --seconds 30 --burst 1000 --down-s 60
 """
@@ -37,6 +39,11 @@ from core.db import migrate
 from tests.support.servers import PostgresServer
 
 RESULTS = Path(__file__).with_name("results") / "notify_latency.json"
+SQL_WARNING = (
+    "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message)"
+    " VALUES (%s, 'water_level', %s, 'threshold', 'water_level', 'threshold', 'warning',"
+    " 'benchmark')"
+)
 SQL = (
     "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message)"
     " VALUES (%s, 'water_level', %s, 'threshold', 'water_level', 'threshold', 'critical',"
@@ -94,6 +101,20 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _commit_latency(
+    conn: psycopg.Connection[Any], rate: float, seconds: float, tag: str
+) -> tuple[float, float]:
+    """p50 and p99 (ms) of committing an alert (the analytics write path) at ``rate``/s."""
+    took: list[float] = []
+    start = time.monotonic()
+    for i in range(int(rate * seconds)):
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        t0 = time.perf_counter()
+        conn.execute(SQL, (f"{tag}{i}", f"{tag}{i}.{time.monotonic_ns()}"))
+        took.append(time.perf_counter() - t0)
+    return round(_pct(took, 50) * 1000, 2), round(_pct(took, 99) * 1000, 2)
+
+
 def _pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
@@ -105,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--burst", type=int, default=1000)
     ap.add_argument("--down-s", type=float, default=0.0)
+    ap.add_argument("--escalations", type=int, default=1000)
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU, {platform.machine()}"}
     with tempfile.TemporaryDirectory(prefix="ioc-bench-notify-") as tmp:
@@ -121,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             routes.write_text(
                 f"routes:\n  - name: duty\n    min_severity: critical\n    webhook: {rcv.url}\n"
                 "    rate_per_minute: 100000\n"
+                # phase 4: warning alerts of rule esc.* wait under a policy, reminded each minute
+                "escalations:\n  - name: standby\n    min_severity: warning\n"
+                '    rules: ["esc.*"]\n    steps:\n      - after_minutes: 0.1\n'
+                f"        webhook: {rcv.url}\n    repeat_minutes: 1\n    max_reminders: 100\n"
             )
             env = {
                 **os.environ,
@@ -215,6 +241,29 @@ def main(argv: list[str] | None = None) -> int:
                     "drained_s_after_return": round(time.monotonic() - back, 1),
                 }
                 print(f"receiver down: {result['down']}")
+            # 4. the alert path with and without 1,000 escalations waiting
+            if args.escalations > 0:
+                quiet = _commit_latency(conn, args.rate, args.seconds / 2, "q")
+                with conn.transaction():
+                    for i in range(args.escalations):
+                        conn.execute(SQL_WARNING, (f"e{i}", f"esc.{i}"))
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    row = conn.execute("SELECT count(*) FROM notify_escalations").fetchone()
+                    if row and row[0] >= args.escalations:
+                        break
+                    time.sleep(0.2)
+                busy = _commit_latency(conn, args.rate, args.seconds / 2, "w")
+                ticked = conn.execute(
+                    "SELECT count(*) FROM notifications WHERE reason <> 'event'"
+                ).fetchone()
+                result["escalations"] = {
+                    "waiting": args.escalations,
+                    "steps_and_reminders_sent_meanwhile": ticked[0] if ticked else None,
+                    "alert_commit_p50_ms": [quiet[0], busy[0]],
+                    "alert_commit_p99_ms": [quiet[1], busy[1]],
+                }
+                print(f"1,000 escalations waiting: {result['escalations']}")
             conn.close()
         finally:
             if proc is not None and proc.poll() is None:

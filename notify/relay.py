@@ -73,11 +73,14 @@ class MqttLink:
     def publish_all(self, messages: list[tuple[str, bytes]]) -> None:
         if not self.connected.is_set():
             raise BrokerUnavailable("not connected")
-        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
-        for info in infos:
-            info.wait_for_publish(PUBACK_TIMEOUT_S)
-            if not info.is_published():
-                raise BrokerUnavailable("no PUBACK")
+        try:
+            infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+            for info in infos:
+                info.wait_for_publish(PUBACK_TIMEOUT_S)
+                if not info.is_published():
+                    raise BrokerUnavailable("no PUBACK")
+        except (RuntimeError, ValueError) as exc:  # paho: connection lost, queue full
+            raise BrokerUnavailable(str(exc)) from None
 
 
 class Relay:
