@@ -24,17 +24,19 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from core.events import EVENT_COLUMNS, AlertAction, AlertEvent
 from core.routing import Escalation, Route, RoutesFile, Targets, mask_target
-from core.types import AlertStatus
+from core.types import AlertStatus, utcnow
 from notify.render import render
 
 logger = logging.getLogger(__name__)
 
 CURSOR = "notify"
 PAGE = 500
+MAX_STEPS_PER_TICK = 500
 _STOPPERS = {AlertAction.ACKNOWLEDGED, AlertAction.RESOLVED}
 _STARTERS = {AlertAction.OPENED, AlertAction.REOPENED, AlertAction.ESCALATED}
 
@@ -144,7 +146,8 @@ class Planner:
             if row is None:
                 return 0  # another planner holds the cursor
             cur.execute(
-                f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq > %s ORDER BY seq LIMIT %s",
+                f"SELECT {EVENT_COLUMNS}, detail FROM alert_events WHERE seq > %s"
+                " ORDER BY seq LIMIT %s",
                 (row["seq"], PAGE),
             )
             rows = cur.fetchall()
@@ -160,6 +163,8 @@ class Planner:
                     )
                     continue
                 planned += self._plan(cur, book, event)
+                if event.action is AlertAction.NOTIFIED:
+                    planned += self._escalation_step(cur, book, event, r["detail"])
             cur.execute(
                 "UPDATE event_cursors SET seq = %s, updated_at = now() WHERE name = %s",
                 (rows[-1]["seq"], CURSOR),
@@ -200,19 +205,26 @@ class Planner:
         return n
 
     def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> int:
-        """Take the due escalation steps and reminders; return how many were taken."""
+        """Take the due escalation steps and reminders; return how many were taken.
+
+        Each step is its own short transaction: it records the audited ``notified`` event
+        (which takes the alert writers' lock, so it must not linger) and moves the
+        escalation on; the planner turns that event into outbox rows like any other.
+        """
         book = self.book.get(conn)
         taken = 0
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT e.alert_id, e.policy, e.step, e.reminders, e.started_at, a.status"
-                " FROM notify_escalations e JOIN alerts a ON a.id = e.alert_id"
-                " WHERE e.next_at <= coalesce(%s, now())"
-                " ORDER BY e.next_at LIMIT 200 FOR UPDATE OF e SKIP LOCKED",
-                (now,),
-            )
-            due = cur.fetchall()
-            for d in due:
+        for _ in range(MAX_STEPS_PER_TICK):
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    "SELECT e.alert_id, e.policy, e.step, e.reminders, e.started_at, a.status"
+                    " FROM notify_escalations e JOIN alerts a ON a.id = e.alert_id"
+                    " WHERE e.next_at <= coalesce(%s, now())"
+                    " ORDER BY e.next_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
+                    (now,),
+                )
+                d = cur.fetchone()
+                if d is None:
+                    break
                 policy = book.policy(d["policy"])
                 if policy is None or d["status"] != AlertStatus.OPEN.value:
                     cur.execute(
@@ -222,47 +234,65 @@ class Planner:
                     continue
                 self._take(cur, policy, d)
                 taken += 1
-        if taken:
-            self.on_planned()
         return taken
 
     def _take(self, cur: psycopg.Cursor[Any], policy: Escalation, d: dict[str, Any]) -> None:
         step, reminders = d["step"], d["reminders"]
         started: datetime = d["started_at"]
-        epoch = int(started.timestamp() * 1000)
         if step < len(policy.steps):
-            reason, targets, number = "escalation", policy.steps[step], step + 1
+            reason, number = "escalation", step + 1
             note = f"chuyển cấp / escalation {policy.name}: {number}/{len(policy.steps)}"
             step += 1
             self.counts["escalations"] += 1
         else:
-            reason, targets, number = "reminder", policy.steps[-1], reminders + 1
+            reason, number = "reminder", reminders + 1
             note = f"nhắc lại / reminder {policy.name}: {number}"
             reminders += 1
             self.counts["reminders"] += 1
-        cur.execute("SELECT ioc_alert_notified(%s, %s) AS seq", (d["alert_id"], note))
-        audited = cur.fetchone()
-        cur.execute(
-            f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq = %s",
-            (audited["seq"] if audited else None,),
-        )
-        event = AlertEvent.from_row(cur.fetchone() or {})
-        _outbox(
-            cur, event, targets, key_prefix=f"{reason[:3]}:{d['alert_id']}:{policy.name}:{epoch}:{number}",
-            reason=reason, route=policy.name, step=number, event_seq=event.seq,
-        )  # fmt: skip
         if step < len(policy.steps):
-            next_at = started + timedelta(minutes=policy.steps[step].after_minutes)
+            next_at: datetime | None = started + timedelta(minutes=policy.steps[step].after_minutes)
         elif policy.repeat_minutes is not None and reminders < policy.max_reminders:
-            next_at = event.time + timedelta(minutes=policy.repeat_minutes)
+            next_at = utcnow() + timedelta(minutes=policy.repeat_minutes)
         else:
+            next_at = None
+        if next_at is None:
             cur.execute(
                 "DELETE FROM notify_escalations WHERE alert_id = %s AND policy = %s",
                 (d["alert_id"], policy.name),
             )
-            return
-        cur.execute(
-            "UPDATE notify_escalations SET step = %s, reminders = %s, next_at = %s"
-            " WHERE alert_id = %s AND policy = %s",
-            (step, reminders, next_at, d["alert_id"], policy.name),
-        )
+        else:
+            cur.execute(
+                "UPDATE notify_escalations SET step = %s, reminders = %s, next_at = %s"
+                " WHERE alert_id = %s AND policy = %s",
+                (step, reminders, next_at, d["alert_id"], policy.name),
+            )
+        detail = {
+            "policy": policy.name,
+            "reason": reason,
+            "number": number,
+            "started": int(started.timestamp() * 1000),
+        }
+        # last: the writers' lock is held from here to the commit only
+        cur.execute("SELECT ioc_alert_notified(%s, %s, %s)", (d["alert_id"], note, Jsonb(detail)))
+
+    def _escalation_step(
+        self, cur: psycopg.Cursor[Any], book: Book, event: AlertEvent, detail: Any
+    ) -> int:
+        """Outbox rows for a ``notified`` event that records an escalation step or reminder."""
+        if not isinstance(detail, dict):
+            return 0
+        policy = book.policy(str(detail.get("policy")))
+        if policy is None:
+            return 0
+        reason, number = str(detail.get("reason")), int(detail.get("number", 0))
+        if reason == "escalation" and 1 <= number <= len(policy.steps):
+            targets = policy.steps[number - 1]
+        elif reason == "reminder":
+            targets = policy.steps[-1]
+        else:
+            return 0
+        prefix = f"{reason[:3]}:{event.alert.id}:{policy.name}:{detail.get('started')}:{number}"
+        return _outbox(
+            cur, event, targets, key_prefix=prefix,
+            reason=reason, route=policy.name, step=number, event_seq=event.seq,
+        )  # fmt: skip

@@ -59,15 +59,19 @@ CREATE TABLE notify_escalations (
 );
 CREATE INDEX notify_escalations_next_idx ON notify_escalations (next_at);
 
--- an escalation step or reminder as an audited event of the alert (action 'notified')
-CREATE FUNCTION ioc_alert_notified(p_alert bigint, p_note text) RETURNS bigint
+-- what a 'notified' event did (policy, escalation or reminder, its number), for the planner
+ALTER TABLE alert_events ADD COLUMN detail jsonb;
+
+-- an escalation step or reminder as an audited event of the alert (action 'notified');
+-- callers do this last in their transaction: it takes the alert writers' lock
+CREATE FUNCTION ioc_alert_notified(p_alert bigint, p_note text, p_detail jsonb) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     seqv bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(727001);
-    INSERT INTO alert_events (alert_id, action, actor, note, snapshot)
-    SELECT a.id, 'notified', 'notify', p_note, to_jsonb(a) FROM alerts a WHERE a.id = p_alert
+    INSERT INTO alert_events (alert_id, action, actor, note, snapshot, detail)
+    SELECT a.id, 'notified', 'notify', p_note, to_jsonb(a), p_detail FROM alerts a WHERE a.id = p_alert
     RETURNING seq INTO seqv;
     IF seqv IS NOT NULL THEN
         PERFORM pg_notify('ioc_alerts', seqv::text);
