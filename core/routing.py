@@ -228,14 +228,13 @@ def _line_of(node: Any, loc: tuple[int | str, ...]) -> int:
 def mask_target(target: str) -> str:
     """A target as people may see it: scheme, host and path, no credentials or tokens."""
     raw = target.removeprefix("webhook+")
-    try:
+    scheme = raw.partition("://")[0]
+    webhook = target.startswith("webhook+")
+    if not webhook and scheme not in ("mailto", "mailtos"):
+        return f"{scheme}://…"  # chat services carry tokens where a host would be
+    try:  # a mail server or a webhook's host and path are not secrets; credentials are
         parts = urlsplit(raw)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
+        where = f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
     except ValueError:
-        return "(invalid target)"
-    if target.startswith("webhook+"):
-        return f"webhook {parts.scheme}://{host}{port}{parts.path}"
-    if parts.scheme in ("mailto", "mailtos"):  # the host is the mail server, not a secret
-        return f"{parts.scheme}://{host}{port}"
-    return f"{parts.scheme}://…"  # chat services carry tokens where the host would be
+        return f"{scheme}://…"
+    return f"webhook {scheme}://{where}{parts.path}" if webhook else f"{scheme}://{where}"
