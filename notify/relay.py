@@ -51,6 +51,9 @@ class MqttLink:
             client.tls_set_context(ssl.create_default_context())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._refused: set[int] = set()  # mids the broker answered with a failure (MQTT 5)
+        self._lock = threading.Lock()
         client.reconnect_delay_set(1, 10)
         self.client = client
         self.address = address
@@ -58,6 +61,11 @@ class MqttLink:
     def _on_connect(self, c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
         if not getattr(reason, "is_failure", False):
             self.connected.set()
+
+    def _on_publish(self, c: Any, u: Any, mid: int, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):  # e.g. 0x87 not authorised by the ACL
+            with self._lock:
+                self._refused.add(mid)
 
     def _on_disconnect(self, c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
@@ -79,6 +87,14 @@ class MqttLink:
                 info.wait_for_publish(PUBACK_TIMEOUT_S)
                 if not info.is_published():
                     raise BrokerUnavailable("no PUBACK")
+            with self._lock:
+                refused = [i.mid for i in infos if i.mid in self._refused]
+                self._refused.clear()
+            if refused:
+                raise BrokerUnavailable(
+                    f"the broker refused {len(refused)} publications on ioc/v1/alerts/..."
+                    " (is this client allowed to write there?)"
+                )
         except (RuntimeError, ValueError) as exc:  # paho: connection lost, queue full
             raise BrokerUnavailable(str(exc)) from None
 

@@ -103,3 +103,26 @@ def test_the_relay_resumes_after_a_restart_and_a_broker_outage(
         second.stop()
     finally:
         sub.close()
+
+
+def test_a_relay_the_broker_does_not_let_write_alerts_keeps_its_cursor(
+    db: psycopg.Connection[Any],
+    db_url: str,
+    make_broker: Callable[..., MosquittoServer],
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic read ioc/v1/#\n")  # anonymous clients: read only
+    broker = make_broker(f"acl_file {acl}\n")
+    relay = NotifyService(
+        settings(db_url, mqtt_url=broker.url, notify_mqtt_relay=True), RoutesFile()
+    )
+    relay.start()
+    try:
+        before = cursor(db)
+        insert_alert(db)
+        wait_for(lambda: "refused 1 publications" in caplog.text)
+        assert cursor(db) == before < head(db)  # left for a relay that may write
+    finally:
+        relay.stop()
