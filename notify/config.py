@@ -24,7 +24,9 @@ class NotifySettings(Settings):
         default=True, description="publish the alert event log on ioc/v1/alerts/<severity>/<kind>"
     )
     notify_poll_s: float = Field(default=0.2, gt=0, le=60, description="idle poll interval")
-    notify_workers: int = Field(default=4, ge=1, le=64, description="sending threads")
+    notify_workers: int = Field(
+        default=2, ge=1, le=64, description="sending threads (one database connection each)"
+    )
     notify_max_attempts: int = Field(
         default=8, ge=1, le=100, description="attempts before a notification is marked dead"
     )

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
 RETRY_S = 1.0
+MAX_RELAY_WAIT_S = 30.0
 
 
 class NotifyService:
@@ -50,6 +51,8 @@ class NotifyService:
             timeout_s=settings.notify_timeout_s,
             limits=RateLimits({r.name: r.rate_per_minute for r in self.routes.routes}),
         )
+        self._relay_failures = 0
+        self._ticked = 0.0
         self.link: MqttLink | None = None
         self.relay: Relay | None = None
         if settings.notify_mqtt_relay:
@@ -88,16 +91,20 @@ class NotifyService:
     def _relay_step(self, conn: psycopg.Connection[Any]) -> bool:
         assert self.relay is not None
         try:
-            return self.relay.step(conn) > 0
+            n = self.relay.step(conn)
         except BrokerUnavailable as exc:
-            logger.warning("MQTT relay: broker unavailable (%s); retrying", exc)
-            self._stop.wait(RETRY_S)
+            wait = min(MAX_RELAY_WAIT_S, RETRY_S * 2**self._relay_failures)
+            self._relay_failures += 1
+            logger.warning("MQTT relay: %s; retrying in %.0f s", exc, wait)
+            self._stop.wait(wait)
             return False
+        self._relay_failures = 0
+        return n > 0
 
     def _planner_step(self, conn: psycopg.Connection[Any]) -> bool:
         worked = self.planner.step(conn) > 0
         now = time.monotonic()
-        if now - getattr(self, "_ticked", 0.0) >= TICK_S:
+        if now - self._ticked >= TICK_S:
             self._ticked = now
             self.planner.tick(conn)  # its events reach the outbox through step()
         return worked
