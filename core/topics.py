@@ -3,7 +3,7 @@
 ioc/v1/<kind>/<sensor_id>/data     readings (QoS 1)
 ioc/v1/<kind>/<sensor_id>/meta     retained self-registration
 ioc/v1/<kind>/<sensor_id>/status   retained online/offline (the device's Last Will)
-ioc/v1/alerts/<severity>/<kind>    alert events published by analytics
+ioc/v1/alerts/<severity>/<kind>    alert events, relayed from the committed alert_events log
 """
 
 from __future__ import annotations
