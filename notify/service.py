@@ -25,6 +25,7 @@ from notify.relay import BrokerUnavailable, MqttLink, Relay
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
+EVENTS_CHANNEL = "ioc_alerts"  # NOTIFY of every alert_events insert
 RETRY_S = 1.0
 MAX_RELAY_WAIT_S = 30.0
 
@@ -125,12 +126,15 @@ class NotifyService:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.settings.dsn, autocommit=True)
+                    if not name.startswith("sender"):
+                        conn.execute(f"LISTEN {EVENTS_CHANNEL}")  # the alert_events triggers
                 if not step(conn):
                     if name.startswith("sender"):
                         self._wake.wait(self.settings.notify_poll_s)
                         self._wake.clear()
-                    else:
-                        self._stop.wait(self.settings.notify_poll_s)
+                    else:  # until a new event is committed, or the poll interval
+                        for _ in conn.notifies(timeout=self.settings.notify_poll_s, stop_after=1):
+                            pass
             except psycopg.OperationalError as exc:
                 logger.warning("notify %s: database unavailable (%s); retrying", name, exc)
                 if conn is not None:
