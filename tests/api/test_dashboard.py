@@ -648,7 +648,7 @@ def test_alert_details_show_who_was_notified(
         )
     p = open_page()
     page = p.page
-    page.goto(f"{api.url}/?token={OPERATOR}")
+    page.goto(f"{api.url}/#token={OPERATOR}")
     card = page.locator(f"li.alert[data-alert-id='{alert_id}']")
     card.wait_for(timeout=WAIT_MS)
     card.get_by_role("button", name="History and comments", exact=False).click()
