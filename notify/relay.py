@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from core.brokers import BrokerNodes, follow
 from core.events import EVENT_COLUMNS, AlertEvent
 from core.settings import MqttAddress
 
@@ -39,7 +40,7 @@ class BrokerUnavailable(Exception):
 class MqttLink:
     """A paho client that reconnects by itself; publishes at QoS 1 and waits for PUBACK."""
 
-    def __init__(self, address: MqttAddress) -> None:
+    def __init__(self, address: MqttAddress, nodes: tuple[MqttAddress, ...] = ()) -> None:
         self.connected = threading.Event()
         cid = f"ioc-relay-{socket.gethostname()}-{os.getpid()}"[:64]
         client = mqtt.Client(
@@ -55,6 +56,7 @@ class MqttLink:
         self._refused: set[int] = set()  # mids the broker answered with a failure (MQTT 5)
         self._lock = threading.Lock()
         client.reconnect_delay_set(1, 10)
+        follow(client, BrokerNodes(nodes or (address,)))  # a cluster: the next node on failure
         self.client = client
         self.address = address
 

@@ -57,7 +57,7 @@ class NotifyService:
         self.link: MqttLink | None = None
         self.relay: Relay | None = None
         if settings.notify_mqtt_relay:
-            self.link = MqttLink(settings.mqtt)
+            self.link = MqttLink(settings.mqtt, settings.mqtt_nodes)
             self.relay = Relay(self.link)
 
     def start(self) -> None:

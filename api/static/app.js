@@ -246,18 +246,20 @@ async function deliveriesTable(id) {
   try {
     items = await state.api.get(`/api/v1/alerts/${id}/notifications`);
   } catch (err) {
-    return el("p", { class: "error" }, `Notifications could not be loaded · Không tải được thông báo: ${err.message}`);
+    return el("p", { class: "error" }, t("deliveries.load_failed", { error: err.message }));
   }
-  if (!items.length) return el("p", { class: "muted deliveries" }, "No notifications sent · Chưa gửi thông báo nào");
-  const status = { sent: "sent · đã gửi", pending: "pending · đang chờ", dead: "failed · thất bại" };
+  if (!items.length) return el("p", { class: "muted deliveries" }, t("deliveries.none"));
+  const status = { sent: t("deliveries.status.sent"), pending: t("deliveries.status.pending"), dead: t("deliveries.status.dead") };
+  const why = (d) => d.reason === "escalation" ? t("deliveries.reason.escalation", { step: d.step })
+    : d.reason === "reminder" ? t("deliveries.reason.reminder", { step: d.step }) : "";
   const rows = items.map((d) => el("tr", { class: `delivery-${d.status}` },
     el("td", { title: fmtFull(d.created_at) }, fmtTime(d.sent_at || d.created_at)),
-    el("td", {}, d.reason === "event" ? d.route : `${d.route} (${d.reason} ${d.step})`),
+    el("td", {}, d.reason === "event" ? d.route : `${d.route} (${why(d)})`),
     el("td", {}, d.channel), el("td", {}, status[d.status] || d.status),
     el("td", {}, String(d.attempts)), el("td", {}, d.last_error || "")));
-  return el("table", { class: "deliveries", "aria-label": "Notifications · Thông báo" },
-    el("thead", {}, el("tr", {}, ...["Time · Thời gian", "Route · Tuyến", "Channel · Kênh", "Status · Trạng thái", "Attempts · Lần thử", "Error · Lỗi"]
-      .map((h) => el("th", { scope: "col" }, h)))),
+  const cols = ["time", "route", "channel", "status", "attempts", "error"];
+  return el("table", { class: "deliveries", "aria-label": t("deliveries.label") },
+    el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { scope: "col" }, t(`deliveries.col.${c}`))))),
     el("tbody", {}, ...rows));
 }
 

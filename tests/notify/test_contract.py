@@ -33,8 +33,8 @@ class AlertTopic:
         self.client.subscribe("ioc/v1/alerts/#", qos=1)[1]
 
     def close(self) -> None:
+        self.client.disconnect()  # before loop_stop: the loop closes the socket
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_webhook_is_signed_and_an_api_acknowledgement_reaches_mqtt(

@@ -47,8 +47,8 @@ class Subscriber:
         return [int(m["seq"]) for m in self.got]
 
     def close(self) -> None:
+        self.client.disconnect()  # before loop_stop: the loop closes the socket
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def cursor(db: psycopg.Connection[Any]) -> int:
