@@ -25,6 +25,7 @@ class Permission(StrEnum):
     HISTORY = "history"  # readings history and CSV export
     SENSOR_WRITE = "sensor_write"  # create, update, delete sensors
     TOKENS = "tokens"  # manage API tokens
+    DEAD_LETTERS = "dead_letters"  # read rejected messages
     METRICS = "metrics"  # /metrics when it is not public
     NOTIFY_ROUTES = "notify_routes"  # notification routes and escalation policies
 
@@ -32,7 +33,14 @@ class Permission(StrEnum):
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: frozenset({Permission.READ, Permission.ALERT_ACTIONS}),
     Role.ANALYST: frozenset({Permission.READ, Permission.HISTORY}),
-    Role.ENGINEER: frozenset({Permission.READ, Permission.SENSOR_WRITE, Permission.NOTIFY_ROUTES}),
+    Role.ENGINEER: frozenset(
+        {
+            Permission.READ,
+            Permission.SENSOR_WRITE,
+            Permission.NOTIFY_ROUTES,
+            Permission.DEAD_LETTERS,
+        }
+    ),
     Role.ADMIN: frozenset(Permission),
 }
 

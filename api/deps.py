@@ -92,6 +92,7 @@ Reader = Annotated[Principal, Depends(require(Permission.READ))]
 AlertActor = Annotated[Principal, Depends(require(Permission.ALERT_ACTIONS))]
 HistoryReader = Annotated[Principal, Depends(require(Permission.HISTORY))]
 SensorEditor = Annotated[Principal, Depends(require(Permission.SENSOR_WRITE))]
+DeadLetterReader = Annotated[Principal, Depends(require(Permission.DEAD_LETTERS))]
 Admin = Annotated[Principal, Depends(require(Permission.TOKENS))]
 NotifyAdmin = Annotated[Principal, Depends(require(Permission.NOTIFY_ROUTES))]
 

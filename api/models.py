@@ -353,6 +353,42 @@ class ReadingsBucketed(BaseModel):
 # alerts
 
 
+def _preview(v: object) -> object:
+    """The head of a raw payload as text (bytes that are not UTF-8 shown as U+FFFD)."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v).decode("utf-8", errors="replace")
+    return v
+
+
+class DeadLetterPublic(BaseModel):
+    """A rejected message: a row of table ``dead_letters``, with its payload's head only."""
+
+    id: int = Field(examples=[1042])
+    received_at: UtcDateTime
+    topic: str = Field(examples=["ioc/v1/air_quality/aq-hk-01/data"])
+    sensor: str | None = Field(description="the sensor the topic names", examples=["aq-hk-01"])
+    code: str = Field(description="stable reason code", examples=["out_of_range"])
+    reason: str = Field(examples=["pm25 -3 is below the physical range 0..1000"])
+    accepted: int = Field(description="entries of the same message that were stored")
+    rejected_count: int = Field(description="entries of a pack that were rejected")
+    rejected: list[dict[str, Any]] | None = Field(
+        description="the first 20 per-entry rejections of a pack: index, reason, detail"
+    )
+    payload_size: int = Field(description="bytes of the whole payload")
+    payload_sha256: str | None = Field(description="hex SHA-256 of an oversized payload")
+    payload_cut: bool = Field(description="true when the preview is only the payload's head")
+    payload_preview: Annotated[str, BeforeValidator(_preview)] = Field(
+        description="the first 512 bytes of the payload as UTF-8 text",
+        examples=['{"values": {"pm25": -3}}'],
+    )
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterPublic] = Field(description="newest first")
+    limit: int
+    next_before_id: int | None = Field(description="pass as before_id for the next page")
+
+
 class AlertPage(BaseModel):
     items: list[AlertPublic] = Field(description="newest first")
     total: int = Field(description="alerts matching the filters (all pages)")

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -287,6 +288,27 @@ class Demo:
         )
         self.status("", "", f"injected incidents are listed in {self.rel(sim_dir)}/truth-*.jsonl")
 
+    def shell_lines(self) -> str:
+        """Ready-to-paste lines that point ``ioc``, ``psql`` and ``mosquitto_pub`` at the demo."""
+        addr = parse_mqtt_url(self.mqtt_url)
+        hidden = _redact(self.dsn) != self.dsn or _redact(self.mqtt_url) != self.mqtt_url
+        lines = [
+            "",
+            "In another terminal (ioc token create, ioc alerts tail, psql ...):",
+            f"  export IOC_DATABASE_URL={shlex.quote(_redact(self.dsn))}",
+            f"  export IOC_MQTT_URL={shlex.quote(_redact(self.mqtt_url))}",
+        ]
+        if hidden:
+            lines.append("  (passwords shown as ***: use the ones you configured)")
+        payload = '{"values": {"pm25": 35.5, "pm10": 60}}'
+        lines += [
+            f"Publish a reading (the broker listens on port {addr.port}):",
+            f"  mosquitto_pub -h {addr.host} -p {addr.port} -q 1 "
+            f"-t ioc/v1/air_quality/aq-hk-01/data -m {shlex.quote(payload)}",
+            "",
+        ]
+        return "\n".join(lines)
+
     # -- running --------------------------------------------------------------------------
 
     def check_alive(self) -> None:
@@ -397,6 +419,7 @@ class Demo:
             print(f"\nDashboard: {base}/#token={token}", flush=True)
             print(f"API:       {base}/docs   (Authorization: Bearer {token})", flush=True)
             print(f"MQTT:      {_redact(self.mqtt_url)}    SQL: {_redact(self.dsn)}", flush=True)
+            print(self.shell_lines(), flush=True)
             print("Press Ctrl-C to stop.\n", flush=True)
             self.watch()
         except Stopped:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,10 @@ from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 URL_RE = re.compile(r"^Dashboard: (http://127\.0\.0\.1:(\d+))/#token=(\S+)$")
+
+
+def export_re(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^  export {name}=(\S+)$")
 
 
 class Output:
@@ -106,6 +112,24 @@ def test_demo_comes_up_raises_alerts_and_stops_cleanly(tmp_path: Path) -> None:
         m = out.wait_for(URL_RE, timeout=120)
         base, token = m.group(1), m.group(3)
         assert int(m.group(2)) == port
+        # ready-to-paste lines: they point the other commands at the demo's servers
+        dsn = shlex.split(out.wait_for(export_re("IOC_DATABASE_URL"), timeout=10).group(1))[0]
+        mqtt = shlex.split(out.wait_for(export_re("IOC_MQTT_URL"), timeout=10).group(1))[0]
+        pub = out.wait_for(re.compile(r"^  (mosquitto_pub -h \S+ -p (\d+) .*)$"), timeout=10)
+        assert f":{pub.group(2)}" in mqtt
+        cli_env = {**env, "IOC_DATABASE_URL": dsn, "IOC_MQTT_URL": mqtt}
+        made = subprocess.run(
+            [sys.executable, "-m", "ioc", "token", "create", "--role", "engineer", "--name", "eng"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        engineer = made.stdout.strip().splitlines()[-1].split()[-1]
+        if shutil.which("mosquitto_pub"):
+            sent = subprocess.run(shlex.split(pub.group(1)), capture_output=True, timeout=30)
+            assert sent.returncode == 0, sent.stderr
         children = psutil.Process(proc.pid).children(recursive=True)
         cmdlines = [" ".join(c.cmdline()) for c in children]
         for part in ("ingest", "analytics", "api", "simulate"):
@@ -128,6 +152,12 @@ def test_demo_comes_up_raises_alerts_and_stops_cleanly(tmp_path: Path) -> None:
                     assert proc.poll() is None, out.text
             assert alerts, "no alert within 90 s of the dashboard coming up"
             assert {"sensor", "rule", "alert_class", "severity"} <= set(alerts[0])
+            dead = http.get("/api/v1/dead-letters", headers={"Authorization": f"Bearer {engineer}"})
+            assert dead.status_code == 200, dead.text
+            assert isinstance(dead.json()["items"], list)
+            if shutil.which("mosquitto_pub"):  # the printed example was stored
+                r = http.get("/api/v1/sensors/aq-hk-01", headers=auth)
+                assert r.status_code == 200, r.text
             dashboard = http.get("/")
             assert dashboard.status_code == 200
             assert "text/html" in dashboard.headers["content-type"]

@@ -173,15 +173,17 @@ def auth(token: str) -> dict[str, str]:
 
 _ALERT_SQL = (
     "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message,"
-    " value, expected_high, evidence, lat, lon, area, opened_at)"
+    " value, expected_high, evidence, lat, lon, area, opened_at, updated_at)"
     " VALUES (%(sensor)s, %(metric)s, %(rule)s, 'threshold', %(kind)s, %(alert_class)s,"
     " %(severity)s, %(message)s, %(value)s, %(expected_high)s, %(evidence)s, %(lat)s, %(lon)s,"
-    " %(area)s, %(opened_at)s) RETURNING id"
+    " %(area)s, %(opened_at)s, %(opened_at)s) RETURNING id"
 )
 
 
 def insert_alert(conn: psycopg.Connection[Any], **fields: Any) -> int:
-    """Insert an alert the way analytics does (the trigger writes its 'opened' event)."""
+    """Insert an alert the way analytics does (the trigger writes its 'opened' event).
+
+    ``opened_at`` is the reading's time, and ``updated_at`` starts there too."""
     doc: dict[str, Any] = {
         "sensor": "wl-td-03",
         "metric": "water_level",

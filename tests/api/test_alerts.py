@@ -93,6 +93,38 @@ def test_acknowledge_resolve_comment_keep_the_audit_trail(
     assert last == ("system", None)
 
 
+def test_operator_changes_move_updated_at_so_since_sees_them(
+    client: httpx.Client, db: psycopg.Connection[Any]
+) -> None:
+    # an alert opened by a reading an hour old (a replay, a simulation behind the clock)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    aid = insert_alert(db, opened_at=past)
+    poll_from = datetime.now(UTC).isoformat()
+    assert client.get("/api/v1/alerts", params={"since": poll_from}).json()["items"] == []
+    ack = {k: _t(v) for k, v in client.post(f"/api/v1/alerts/{aid}/acknowledge").json().items()}
+    assert ack["updated_at"] >= ack["acknowledged_at"] > _t(poll_from)
+    seen = client.get("/api/v1/alerts", params={"since": poll_from}).json()["items"]
+    assert [a["id"] for a in seen] == [aid]
+    # a later repeat stamped with its (older) reading time does not move updated_at back
+    db.execute(
+        "UPDATE alerts SET occurrences = occurrences + 1, updated_at = %s WHERE id = %s",
+        (past + timedelta(minutes=5), aid),
+    )
+    row = db.execute(
+        "SELECT updated_at >= acknowledged_at FROM alerts WHERE id = %s", (aid,)
+    ).fetchone()
+    assert row == (True,)
+    res = {k: _t(v) for k, v in client.post(f"/api/v1/alerts/{aid}/resolve").json().items()}
+    assert res["updated_at"] >= res["resolved_at"] >= ack["acknowledged_at"]
+
+
+def _t(value: Any) -> Any:
+    """RFC 3339 strings as datetimes (other values as they are)."""
+    if isinstance(value, str) and value[:2] == "20" and "T" in value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
 def test_resolve_straight_from_open_and_unknown_alerts(
     client: httpx.Client, db: psycopg.Connection[Any]
 ) -> None:

@@ -1,0 +1,121 @@
+"""``GET /api/v1/dead-letters``: filters, paging, a bounded payload preview, engineers only."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.api.conftest import LiveApi, auth
+
+pytestmark = pytest.mark.db
+
+
+def _dead_letter(
+    conn: psycopg.Connection[Any],
+    topic: str,
+    payload: bytes,
+    code: str,
+    reason: str,
+    *,
+    at: datetime | None = None,
+    rejected: Any = None,
+    size: int | None = None,
+) -> int:
+    row = conn.execute(
+        "INSERT INTO dead_letters (received_at, topic, payload, code, reason, rejected,"
+        " payload_size, payload_sha256) VALUES (coalesce(%s, now()), %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (
+            at,
+            topic,
+            payload,
+            code,
+            reason,
+            Jsonb(rejected) if rejected is not None else None,
+            size,
+            hashlib.sha256(payload).hexdigest() if size else None,
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_engineer_reads_filtered_pages_with_a_bounded_preview(
+    live_api: LiveApi, tokens: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=2)
+    a = _dead_letter(
+        db,
+        "ioc/v1/air_quality/aq-1/data",
+        b'{"values": {"pm25": -3}}',
+        "out_of_range",
+        "pm25 -3 is below the physical range",
+        at=old,
+    )
+    big = b'{"values": [' + b"1," * 200_000 + b"1]}"
+    b = _dead_letter(
+        db,
+        "ioc/v1/noise/nm-2/data",
+        big[:65536],
+        "payload_too_large",
+        "payload too large",
+        size=len(big),
+    )
+    c = _dead_letter(
+        db,
+        "ioc/v1/air_quality/aq-1/data",
+        b"\xff\xfe not json",
+        "bad_json",
+        "not JSON: bad byte",
+        rejected=[{"index": i, "reason": "out_of_range", "detail": "x"} for i in range(50)],
+    )
+    with httpx.Client(base_url=live_api.url, headers=auth(tokens["engineer"])) as eng:
+
+        def ids(**params: Any) -> list[int]:
+            resp = eng.get("/api/v1/dead-letters", params=params)
+            assert resp.status_code == 200, resp.text
+            return [x["id"] for x in resp.json()["items"]]
+
+        assert ids() == [c, b, a]
+        assert ids(code=["bad_json", "out_of_range"]) == [c, a]
+        assert ids(sensor="aq-1") == [c, a]
+        assert ids(topic="ioc/v1/noise/") == [b]
+        assert ids(reason="PHYSICAL RANGE") == [a]
+        assert ids(since=(old + timedelta(hours=1)).isoformat()) == [c, b]
+        assert ids(until=(old + timedelta(hours=1)).isoformat()) == [a]
+        page = eng.get("/api/v1/dead-letters", params={"limit": 2}).json()
+        assert [x["id"] for x in page["items"]] == [c, b]
+        assert ids(limit=2, before_id=page["next_before_id"]) == [a]
+        items = {x["id"]: x for x in eng.get("/api/v1/dead-letters").json()["items"]}
+        assert eng.get("/api/v1/dead-letters", params={"limit": 501}).status_code == 422
+        assert eng.get("/api/v1/dead-letters", params={"code": "Bad Code"}).status_code == 422
+    # the oversized one: a 512-byte head, the whole size and hash; not the 64 KiB kept
+    assert len(items[b]["payload_preview"]) == 512
+    assert items[b]["payload_cut"] is True
+    assert items[b]["payload_size"] == len(big)
+    assert items[b]["payload_sha256"] == hashlib.sha256(big[:65536]).hexdigest()
+    assert items[a]["payload_preview"] == '{"values": {"pm25": -3}}'
+    assert (items[a]["payload_cut"], items[a]["sensor"], items[a]["rejected"]) == (
+        False,
+        "aq-1",
+        None,
+    )
+    assert items[c]["payload_preview"].startswith("\ufffd\ufffd not json")
+    assert items[c]["rejected_count"] == 50
+    assert len(items[c]["rejected"]) == 20
+
+
+def test_only_engineers_and_admins(
+    live_api: LiveApi, tokens: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    with httpx.Client(base_url=live_api.url) as http:
+        assert http.get("/api/v1/dead-letters").status_code == 401
+        for role, status in (("operator", 403), ("analyst", 403), ("admin", 200)):
+            resp = http.get("/api/v1/dead-letters", headers=auth(tokens[role]))
+            assert resp.status_code == status, (role, resp.text)
