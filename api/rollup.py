@@ -32,6 +32,8 @@ STATE = "readings_1h"
 ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+STALE_BATCH = 48  # late hours rolled again per step
+MAX_STALE_RANGES = 32  # a query reads at most this many stretches of late hours raw
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_readings_1h (
@@ -108,6 +110,32 @@ async def watermark(conn: AsyncConnection[Any]) -> datetime | None:
     return row[0] if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class RollupView:
+    """What a query may read from the rollup: hours before ``mark`` except ``stale`` ones."""
+
+    mark: datetime
+    stale: tuple[datetime, ...] = ()
+
+
+async def rollup_view(
+    conn: AsyncConnection[Any], start: datetime, end: datetime
+) -> RollupView | None:
+    """The watermark and the hours in [start, end) marked late and not yet rolled again."""
+    mark = await watermark(conn)
+    if mark is None:
+        return None
+    try:
+        cur = await conn.execute(
+            "SELECT bucket FROM readings_1h_stale WHERE bucket >= %s AND bucket < %s"
+            " ORDER BY bucket",
+            (floor_hour(start), min(end, mark)),
+        )
+    except psycopg.errors.UndefinedTable:  # a schema before migration 0009
+        return RollupView(mark)
+    return RollupView(mark, tuple(r[0] for r in await cur.fetchall()))
+
+
 _CHANGES = """
 SELECT c.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del
 FROM pg_inherits i
@@ -158,10 +186,50 @@ async def refresh_step(conn: AsyncConnection[Any], cfg: RollupConfig) -> bool:
             if mark < upto:
                 return True
         await conn.execute(_UPSERT, {"a": mark - cfg.trailing, "b": mark})
+        if await _reroll_stale(conn, mark):
+            return True
         if await _reroll_changed_day(conn, mark - cfg.trailing):
             return True
         await conn.execute("DELETE FROM api_readings_1h WHERE bucket < %s", (now - cfg.retention,))
     return False
+
+
+async def _reroll_stale(conn: AsyncConnection[Any], mark: datetime) -> bool:
+    """Roll again (delete, insert) the hours below ``mark`` that writers marked late
+    (``ioc_mark_late``), at most ``STALE_BATCH`` of them; True if more are waiting.
+
+    The marks are deleted first, in this transaction: a writer marking one of these hours
+    meanwhile waits for the commit and marks it again, so nothing is lost between them.
+    """
+    cur = await conn.execute(
+        "DELETE FROM readings_1h_stale WHERE bucket IN (SELECT bucket FROM readings_1h_stale"
+        " WHERE bucket < %s ORDER BY bucket LIMIT %s FOR UPDATE) RETURNING bucket",
+        (mark, STALE_BATCH + 1),
+    )
+    hours = sorted(r[0] for r in await cur.fetchall())
+    more = len(hours) > STALE_BATCH
+    if more:  # put the one past the batch back: it is rolled next step
+        await conn.execute("INSERT INTO readings_1h_stale (bucket) VALUES (%s)", (hours.pop(),))
+    for a, b in hour_ranges(hours):
+        params = {"a": a, "b": b}
+        await conn.execute(
+            "DELETE FROM api_readings_1h WHERE bucket >= %(a)s AND bucket < %(b)s", params
+        )
+        await conn.execute(_UPSERT, params)
+    if hours:
+        logger.info("rolled %d late hour(s) again, %s to %s", len(hours), hours[0], hours[-1])
+    return more
+
+
+def hour_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted hour starts as [start, end) ranges of consecutive hours."""
+    out: list[tuple[datetime, datetime]] = []
+    for h in hours:
+        if out and out[-1][1] == h:
+            out[-1] = (out[-1][0], h + HOUR)
+        else:
+            out.append((h, h + HOUR))
+    return out
 
 
 async def _reroll_changed_day(conn: AsyncConnection[Any], closed_before: datetime) -> bool:
@@ -225,11 +293,13 @@ def bucketed_statement(
     mark: datetime,
     aggs: tuple[str, ...],
     limit: int,
+    stale: tuple[datetime, ...] = (),
 ) -> tuple[sql.SQL, dict[str, Any]]:
     """Buckets of whole hours from the rollup below ``mark`` and raw readings elsewhere.
 
     ``where`` filters sensors and metrics (on columns sensor, metric) with ``params``;
-    ``params["width"]`` is the bucket width (a multiple of one hour).
+    ``params["width"]`` is the bucket width (a multiple of one hour).  Hours in ``stale``
+    (late readings the rollup has not rolled again yet) are read from raw readings.
     """
     h0 = min(ceil_hour(start), end)
     r1 = max(h0, min(floor_hour(end), mark))
@@ -238,9 +308,17 @@ def bucketed_statement(
     if start < h0:
         parts.append(HOURLY.format(where=f"{where} AND time >= %(start)s AND time < %(h0)s"))
     if h0 < r1:
+        late = hour_ranges(sorted(h for h in stale if h0 <= h < r1))
+        if len(late) > MAX_STALE_RANGES:  # many stretches: one raw stretch over them all
+            late = [(late[0][0], late[-1][1])]
+        skip = ""
+        for i, (a, b) in enumerate(late):
+            p[f"la{i}"], p[f"lb{i}"] = a, b
+            skip += f" AND NOT (bucket >= %(la{i})s AND bucket < %(lb{i})s)"
+            parts.append(HOURLY.format(where=f"{where} AND time >= %(la{i})s AND time < %(lb{i})s"))
         parts.append(
             "SELECT bucket AS hour, sensor, metric, sum, count, min, max, last, last_time"
-            f" FROM api_readings_1h WHERE {where} AND bucket >= %(h0)s AND bucket < %(r1)s"
+            f" FROM api_readings_1h WHERE {where} AND bucket >= %(h0)s AND bucket < %(r1)s" + skip
         )
     if r1 < end:
         parts.append(HOURLY.format(where=f"{where} AND time >= %(r1)s AND time < %(end)s"))

@@ -96,6 +96,7 @@ class Outcome:
     statuses: int = 0
     partitions_made: int = 0
     staged: bool = False
+    late_hours: int = 0  # hours newly marked for the hourly rollup to roll again
 
 
 class ReadingsWriter:
@@ -127,6 +128,7 @@ class ReadingsWriter:
                         out.inserted = self._staged(conn, data)
                         out.staged = True
                 out.duplicates = n - out.inserted
+                out.late_hours = mark_late(conn, rows.us)
                 return out
             except pgerr.CheckViolation as exc:
                 # "no partition of relation readings found for row": make them, retry
@@ -157,6 +159,24 @@ class ReadingsWriter:
                 f" SELECT time, sensor, metric, value FROM {STAGING} ON CONFLICT DO NOTHING"
             )
             return cur.rowcount
+
+
+_HOUR_US = 3_600_000_000
+_EPOCH_OFFSET_S = 946_684_800  # 2000-01-01 in Unix seconds
+
+
+def mark_late(conn: Conn, us: list[int], now: float | None = None) -> int:
+    """Mark the hours of readings older than the current hour (late, replayed, backfilled)
+    for the hourly rollup; in the batch's transaction.  A live batch costs one ``min``."""
+    if not us:
+        return 0
+    hour_now = int(((time.time() if now is None else now) - _EPOCH_OFFSET_S) * 1e6)
+    hour_now -= hour_now % _HOUR_US
+    if min(us) >= hour_now:
+        return 0
+    hours = sorted({u - u % _HOUR_US for u in us if u < hour_now})
+    row = conn.execute("SELECT ioc_mark_late(%s)", ([pg_time(h) for h in hours],)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _copy(conn: Conn, table: str, data: memoryview) -> None:

@@ -34,8 +34,7 @@ from api.params import (
     parse_aggs,
     parse_bucket,
 )
-from api.rollup import bucketed_statement
-from api.rollup import watermark as rollup_watermark
+from api.rollup import RollupView, bucketed_statement, rollup_view
 from api.routes import V1
 from core.errors import PermissionDeniedError
 from core.metrics import METRICS
@@ -137,20 +136,21 @@ class SeriesQuery:
         return cond, params
 
     def statement(
-        self, flavour: str, limit: int, mark: datetime | None = None
+        self, flavour: str, limit: int, view: RollupView | None = None
     ) -> tuple[sql.SQL, dict[str, Any]]:
-        """The query; with a rollup ``mark`` and whole-hour buckets, rollup and raw combined."""
+        """The query; with a rollup ``view`` and whole-hour buckets, rollup and raw combined."""
         series, params = self.series_filter()
-        if mark is not None and self.bucket_s is not None:
+        if view is not None and self.bucket_s is not None:
             params["width"] = timedelta(seconds=self.bucket_s)
             return bucketed_statement(
                 where=series,
                 params=params,
                 start=self.start,
                 end=self.end,
-                mark=mark,
+                mark=view.mark,
                 aggs=self.aggs,
                 limit=limit,
+                stale=view.stale,
             )
         params.update(start=self.start, end=self.end, limit=limit)
         cond = f"{series} AND time >= %(start)s AND time < %(end)s"
@@ -213,10 +213,11 @@ def _flavour(request: Request) -> str:
 
 async def _rollup_mark(
     request: Request, conn: AsyncConnection[Any], q: SeriesQuery
-) -> datetime | None:
-    """The rollup's watermark when this query can use it (whole-hour buckets, plain storage)."""
+) -> RollupView | None:
+    """The rollup's watermark and late hours when this query can use it (whole-hour
+    buckets, plain storage)."""
     if request.app.state.rollup and q.bucket_s is not None and q.bucket_s % 3600 == 0:
-        return await rollup_watermark(conn)
+        return await rollup_view(conn, q.start, q.end)
     return None
 
 

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from api.config import ApiSettings
-from api.rollup import floor_hour
+from api.rollup import ROLLUP_LOCK, floor_hour, hour_ranges
+from ingest.store import mark_late
 from tests.api.conftest import LiveApi, auth
 
 pytestmark = pytest.mark.db
@@ -208,3 +209,57 @@ def test_a_backfilled_closed_day_is_rolled_up_again(
         assert time.monotonic() < deadline, "the backfill never reached the rollup"
         time.sleep(0.5)
     assert answer == [(day + timedelta(hours=5), "bf-1", "noise", 61.5, 61.5, 61.5, 1, 61.5)]
+
+
+def test_late_and_replayed_readings_are_read_raw_then_rolled_again(
+    rolled: tuple[LiveApi, httpx.Client], db: psycopg.Connection[Any]
+) -> None:
+    """What the demo's history replay does: readings for hours the rollup has passed,
+    older than its trailing window, on a day that has not closed."""
+    _, http = rolled
+    hour = H - timedelta(hours=5)
+    late = [(hour + timedelta(minutes=m), "late-1", "noise", 50.0 + m) for m in (1, 20, 40)]
+    params = {"sensor": "late-1", "metric": "noise", "start": z(hour - timedelta(hours=2)),
+              "end": z(hour + timedelta(hours=2)), "bucket": "1h"}  # fmt: skip
+    tampered = {"sensor": "wl-b", "metric": "water_level", "start": z(hour),
+                "end": z(hour + timedelta(hours=1)), "bucket": "1h"}  # fmt: skip
+    true_max = got(http, **tampered)[0][5]
+    db.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))  # the refresher waits
+    try:
+        with db.transaction():  # what the ingestor does in a batch's transaction
+            with db.cursor().copy("COPY readings (time, sensor, metric, value) FROM STDIN") as cp:
+                for row in late:
+                    cp.write_row(row)
+            us = [(t - ORIGIN) // timedelta(microseconds=1) for t, *_ in late]
+            assert mark_late(db, us) == 1
+            assert mark_late(db, us) == 0  # already marked
+        live = (NOW - ORIGIN) // timedelta(microseconds=1)
+        assert mark_late(db, [live, live + 1]) == 0  # a live batch marks nothing
+        db.execute(
+            "UPDATE api_readings_1h SET max = 9999 WHERE sensor = 'wl-b' AND bucket = %s", (hour,)
+        )
+        # not rolled yet: the marked hour is read from raw readings, exactly
+        assert got(http, **params) == [(hour, "late-1", "noise", 211.0 / 3, 51.0, 90.0, 3, 90.0)]
+        assert got(http, **tampered)[0][5] == true_max
+    finally:
+        db.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK,))
+    deadline = time.monotonic() + 15
+    while db.execute("SELECT count(*) FROM readings_1h_stale").fetchone() != (0,):
+        assert time.monotonic() < deadline, "the late hour was never rolled again"
+        time.sleep(0.1)
+    row = db.execute(
+        "SELECT count, sum, max FROM api_readings_1h WHERE sensor = 'late-1' AND bucket = %s",
+        (hour,),
+    ).fetchone()
+    assert row == (3, 211.0, 90.0)
+    answer = got(http, **params)
+    assert answer == [(hour, "late-1", "noise", 211.0 / 3, 51.0, 90.0, 3, 90.0)]
+    assert got(http, **tampered)[0][5] == true_max  # the hour was rolled again whole
+    resp = http.get("/api/v1/readings", params=params).json()
+    assert resp["truncated"] is False
+
+
+def test_hour_ranges_merge_consecutive_hours() -> None:
+    hs = [H, H + timedelta(hours=1), H + timedelta(hours=3)]
+    assert hour_ranges(hs) == [(H, H + timedelta(hours=2)), (hs[2], hs[2] + timedelta(hours=1))]
+    assert hour_ranges([]) == []
