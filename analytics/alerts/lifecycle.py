@@ -241,7 +241,7 @@ class Lifecycle:
         place = ""
         if meta is not None:
             name = meta.name or meta.id
-            place = f"{name} ({meta.area})" if meta.area else name
+            place = f"{name} ({meta.area})" if meta.area and meta.area not in name else name
         else:
             place = sig.sensor
         message = f"{place}: {sig.message}" if sig.message else f"{place}: {sig.metric} {sig.rule}"
@@ -375,6 +375,8 @@ class Lifecycle:
             return
         f = self._fields(sig)
         severity = sig.severity if sig.severity.rank > tracked.severity.rank else tracked.severity
+        if severity.rank > sig.severity.rank:  # the alert keeps its highest severity: say so
+            f["message"] += f" (now {sig.severity}; the alert stays {severity} until resolved)"
         cls = tracked.alert_class
         if sig.alert_class is AlertClass.INCIDENT and cls is AlertClass.PROBABLE_FAULT:
             cls = AlertClass.INCIDENT

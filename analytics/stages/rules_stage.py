@@ -277,9 +277,19 @@ class RulesStage(Stage):
             lo, hi = rule.low, rule.high
         elif rule.direction == "below":
             limit = f"at or below the {sev} level {thr:g} {unit}"
+            if value > thr:  # held there by the hysteresis
+                limit = (
+                    f"above the {sev} level {thr:g} {unit}, which holds until the value "
+                    f"rises above {thr + rule.hysteresis:g} {unit}"
+                )
             lo, hi = _first_level(r), None
         else:
             limit = f"at or above the {sev} level {thr:g} {unit}"
+            if value < thr:  # held there by the hysteresis
+                limit = (
+                    f"below the {sev} level {thr:g} {unit}, which holds until the value "
+                    f"falls below {thr - rule.hysteresis:g} {unit}"
+                )
             lo, hi = None, _first_level(r)
         if active:
             message = f"{what}: {rule.metric} {value:g} {unit} is {limit}"

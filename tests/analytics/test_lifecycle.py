@@ -165,6 +165,22 @@ def test_escalation_is_written_at_once(lc: Lifecycle, db: psycopg.Connection[Any
     assert alerts(db)[0][2] == "critical"
 
 
+def test_texts_say_the_kept_severity_and_the_district_once(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], clock: FakeClock
+) -> None:
+    named = GAUGE.model_copy(update={"name": "water level 3 (Cầu Giấy)"})
+    life = Lifecycle(conn, sensors={named.id: named}.get, update_throttle_s=0, monotonic=clock)
+    life.load(T0)
+    life.apply([flood(T0, 80, sev=Severity.CRITICAL)])
+    msg = db.execute("SELECT message FROM alerts").fetchone()
+    assert msg == ("water level 3 (Cầu Giấy): flooding: water_level 80 cm",)
+    clock.t += 1
+    life.apply([flood(T0 + 60, 30, sev=Severity.WARNING)])
+    row = db.execute("SELECT severity, message FROM alerts").fetchone()
+    assert row is not None and row[0] == "critical"
+    assert row[1].endswith("30 cm (now warning; the alert stays critical until resolved)")
+
+
 def test_one_active_alert_per_key_even_with_a_second_writer(
     lc: Lifecycle, conn: psycopg.Connection[Any], db_url: str, clock: FakeClock
 ) -> None:

@@ -77,6 +77,23 @@ def test_a_signal_carries_evidence_and_class() -> None:
     assert "critical level 40 cm" in sig.message
 
 
+def test_a_level_held_by_hysteresis_is_not_called_at_or_above() -> None:
+    sigs = feed(rules(FLOOD), [42, 38, 18])
+    assert "42 cm is at or above the critical level 40 cm" in sigs[0][0].message
+    held = sigs[1][0]
+    assert held.severity is Severity.CRITICAL
+    assert "38 cm is below the critical level 40 cm" in held.message
+    assert "holds until the value falls below 35 cm" in held.message
+    assert "at or above" not in held.message
+    assert "18 cm is below the warning level 20 cm" in sigs[2][0].message
+    low = rules(
+        {"id": "b", "metric": "battery", "direction": "below", "warning": 15, "hysteresis": 3}
+    )
+    sig = feed(low, [14, 16], metric="battery")[1][0]
+    assert "16 % is above the warning level 15 %" in sig.message
+    assert "rises above 18 %" in sig.message
+
+
 def test_minimum_duration_in_seconds() -> None:
     stage = rules({**FLOOD, "min_duration_s": 180})
     # above 20 from t=60; active once it has held 180 s (t=240)
