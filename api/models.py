@@ -184,6 +184,12 @@ class AlertEvent(BaseModel):
     )
     actor: str = Field(examples=["duty-operator"])
     note: str | None = Field(examples=["team dispatched"])
+    reading_time: UtcDateTime | None = Field(
+        default=None,
+        description="for an event of the system: the time of the readings behind it (what "
+        "opened_at shows), which a replay or simulation may set apart from `time`, the "
+        "wall-clock time the event was recorded",
+    )
 
 
 class AlertDetail(AlertPublic):

@@ -16,6 +16,12 @@ ALERT_COLUMNS = (
     " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences"
 )
 MAX_EVENTS = 1_000
+# the readings' time of an event analytics wrote (a replay or a simulation runs behind the
+# wall clock that ``alert_events.time`` records); operators' events have none
+_READING_TIME = """CASE WHEN actor = 'system' THEN CASE action
+    WHEN 'opened' THEN (snapshot->>'opened_at')::timestamptz
+    WHEN 'resolved' THEN (snapshot->>'resolved_at')::timestamptz
+    ELSE (snapshot->'evidence'->>'reading_time')::timestamptz END END"""
 
 
 @dataclass(slots=True)
@@ -53,9 +59,9 @@ async def fetch_alert(conn: AsyncConnection[Any], alert_id: int) -> AlertPublic 
 async def fetch_events(conn: AsyncConnection[Any], alert_id: int) -> list[AlertEvent]:
     async with conn.cursor(row_factory=class_row(AlertEvent)) as cur:
         await cur.execute(
-            "SELECT seq, time, action, actor, note FROM ("
-            " SELECT seq, time, action, actor, note FROM alert_events WHERE alert_id = %s"
-            " ORDER BY seq DESC LIMIT %s) e ORDER BY seq",
+            "SELECT seq, time, action, actor, note, reading_time FROM ("
+            f" SELECT seq, time, action, actor, note, {_READING_TIME} AS reading_time"
+            " FROM alert_events WHERE alert_id = %s ORDER BY seq DESC LIMIT %s) e ORDER BY seq",
             (alert_id, MAX_EVENTS),
         )
         return await cur.fetchall()

@@ -272,8 +272,16 @@ async function showDetails(alert, box) {
     box.replaceChildren(el("p", { class: "error" }, t("details.failed", { error: err.message })));
     return;
   }
+  // one clock: the readings' time (as the card shows) for the system's events; the
+  // wall-clock time of recording in the tooltip, and beside it when they differ by > 1 min
+  const when = (e) => {
+    const at = e.reading_time || e.time;
+    const apart = e.reading_time && Math.abs(toDate(e.time) - toDate(e.reading_time)) > 60000;
+    return el("td", { title: e.reading_time ? t("details.times", { reading: fmtFull(e.reading_time), recorded: fmtFull(e.time) }) : fmtFull(e.time) },
+      fmtTime(at) + (apart ? ` ${t("details.recorded", { time: fmtTime(e.time) })}` : ""));
+  };
   const rows = (detail.events || []).map((e) => el("tr", {},
-    el("td", { title: fmtFull(e.time) }, fmtTime(e.time)),
+    when(e),
     el("td", {}, t(`action.${e.action}`)), el("td", {}, e.actor === "system" ? t("feed.system") : e.actor || ""), el("td", {}, e.note || "")));
   const parts = [
     el("p", {}, t("details.rule", { rule: detail.rule, detector: detail.detector, opened: fmtFull(detail.opened_at) })

@@ -116,6 +116,15 @@ def test_operator_changes_move_updated_at_so_since_sees_them(
     assert row == (True,)
     res = {k: _t(v) for k, v in client.post(f"/api/v1/alerts/{aid}/resolve").json().items()}
     assert res["updated_at"] >= res["resolved_at"] >= ack["acknowledged_at"]
+    # one clock in the audit trail: the system's events carry the readings' time
+    events = client.get(f"/api/v1/alerts/{aid}").json()["events"]
+    times = [(e["action"], e["reading_time"] and _t(e["reading_time"])) for e in events]
+    assert times == [
+        ("opened", past),
+        ("acknowledged", None),
+        ("updated", None),
+        ("resolved", None),
+    ]
 
 
 def _t(value: Any) -> Any:
