@@ -415,4 +415,10 @@ def us_hourly(win: FloatArray, min_24h: int = 18) -> IndexResult:
         axis=-1,
     )
     conc = np.stack([pm25, pm10, o3_8h, win[:, NO2, 0], co_8h, win[:, SO2, 0]], axis=-1)
-    return _finish(sub, conc, need_pm=False)
+    res = _finish(sub, conc, need_pm=False)
+    # a station that measured PM this hour but has no NowCast yet (fewer than 2 of the last
+    # 3 hours) gets no index: the gases alone would rate pm25 87.5 as AQI 20
+    pm_pending = (~np.isnan(win[:, PM25, 0]) & np.isnan(pm25)) | (
+        ~np.isnan(win[:, PM10, 0]) & np.isnan(pm10)
+    )
+    return IndexResult(np.where(pm_pending, np.nan, res.aqi), res.sub, res.conc)

@@ -559,6 +559,14 @@ function renderSensorLine() {
   );
 }
 
+// How a derived index is made, for its tile: it rates the last whole hour (or day), not
+// the latest reading, so it trails a sudden rise.
+function tileNote(metric) {
+  if (metric === "aqi_us" || metric === "aqi_vn") return t("tile.nowcast_note");
+  if (metric === "aqi_vn_daily") return t("tile.daily_note");
+  return "";
+}
+
 function renderLatest() {
   const box = $("latest");
   const tiles = [];
@@ -578,7 +586,9 @@ function renderLatest() {
     },
     el("span", { class: "t-name" }, metricLabel(metric)),
     el("span", { class: "t-val" }, l ? fmtNum(l.value) : "—", " ", el("span", { class: "t-unit" }, UNITS[metric] || "")),
-    el("span", { class: "t-name t-age", "data-t": l?.time || "" }, l ? fmtAge(l.time) : "")));
+    el("span", { class: "t-name t-age", "data-t": l?.time || "", title: tileNote(metric) || undefined },
+      l ? fmtAge(l.time) : ""),
+    tileNote(metric) ? el("span", { class: "t-name", title: tileNote(metric) }, t(metric === "aqi_vn_daily" ? "tile.daily" : "tile.nowcast")) : null));
   }
   box.replaceChildren(...tiles);
 }

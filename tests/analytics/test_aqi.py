@@ -262,6 +262,15 @@ def test_us_hourly_uses_nowcast_and_eight_hour_means() -> None:
     assert math.isnan(us_hourly(_window(o3=[o3] * 5)).aqi[0])
 
 
+def test_us_hourly_waits_for_the_pm_nowcast_instead_of_rating_the_gases_alone() -> None:
+    # the README's reading (pm25 87.5, pm10 120, no2 41) alone: NowCast needs 2 of 3 hours
+    one = us_hourly(_window(pm25=[87.5], pm10=[120.0], no2=[41.0]))
+    assert math.isnan(one.aqi[0])  # not 20 from NO2 while PM2.5 is 87.5
+    two = us_hourly(_window(pm25=[87.5, 87.5], pm10=[120.0, 120.0], no2=[41.0]))
+    assert two.aqi[0] == aqi.round_half_up(US_TABLES["pm25"].index(87.5))  # 167
+    assert us_hourly(_window(no2=[41.0])).aqi[0] == 20  # a gas-only station is still rated
+
+
 def test_us_hourly_high_ozone_and_sulphur_dioxide_rules() -> None:
     # 1-h O3 of 0.300 ppm rates on the 1-hour table (201-300 band)
     o3 = 0.300 * 1000 * 48.00 / 24.45
