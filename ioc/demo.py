@@ -48,6 +48,7 @@ from ioc.embedded import (
     spawn,
     stop_process,
 )
+from ioc.progress import ReplayProgress
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Demo:
         self.mqtt_url = settings.mqtt_url.get_secret_value()
         self.mqtt5 = True
         self._env: dict[str, str] | None = None
+        self.replay: ReplayProgress | None = None
 
     # -- output ---------------------------------------------------------------------------
 
@@ -278,6 +280,13 @@ class Demo:
         sim_dir.mkdir(parents=True, exist_ok=True)
         argv, then = plan.argv(sim_dir)
         part = Part("simulator", argv, self.child_env(), self.logs / "simulator.log", then=then)
+        if then is not None:  # an accelerated history first: show how far it is
+            now = time.time()
+            self.replay = ReplayProgress(
+                part.log_path,
+                start=now - plan.history_s,
+                end=now + plan.history_s / (plan.speed - 1),
+            )
         part.start()
         self.parts.append(part)
         assert part.proc is not None
@@ -314,6 +323,8 @@ class Demo:
     def check_alive(self) -> None:
         for part in self.parts:
             if part.proc is not None and part.proc.poll() == 0 and part.then is not None:
+                if self.replay is not None:
+                    self.replay.finish()
                 part.argv, part.then = part.then, None
                 part.start()
                 assert part.proc is not None
@@ -337,6 +348,8 @@ class Demo:
         next_count = time.monotonic() + 5
         while not self.stop_event.wait(0.5):
             self.check_alive()
+            if self.replay is not None:
+                self.replay.poll()
             if time.monotonic() >= next_count:
                 next_count = time.monotonic() + 15
                 summary = self.alert_summary()
@@ -363,6 +376,8 @@ class Demo:
 
     def stop(self) -> None:
         """Simulator first, then the parts, then the broker and the database."""
+        if self.replay is not None:
+            self.replay.finish()
         sims = [p for p in self.parts if p.name == "simulator"]
         others = [p for p in self.parts if p.name != "simulator"]
         self._stop_parts(sims)

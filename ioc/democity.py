@@ -92,7 +92,7 @@ class CityPlan:
             "--until",
             f"now+{catch_up:.0f}s",
             "--progress",
-            "30",
+            "2",  # the demo's progress bar follows these lines
             "--truth",
             str(sim_dir / "truth-history.jsonl"),
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import signal
 import threading
 import time
@@ -321,6 +322,20 @@ def format_progress(p: Progress) -> str:
         f"sim {sim} | {p.readings:,} readings ({p.readings_per_s:,.0f}/s) "
         f"{p.messages:,} messages ({p.messages_per_s:,.0f}/s) | unacked {p.unacked:,} | lag {p.lag_s:.1f} s"
     )
+
+
+_PROGRESS_RE = re.compile(r"sim (\S+) \| ([\d,]+) readings")
+
+
+def parse_progress(line: str) -> tuple[float, int] | None:
+    """The simulated time (Unix seconds) and readings of a ``format_progress`` line."""
+    m = _PROGRESS_RE.search(line)
+    if m is None:
+        return None
+    try:
+        return datetime.fromisoformat(m.group(1)).timestamp(), int(m.group(2).replace(",", ""))
+    except ValueError:
+        return None
 
 
 def stats_dict(stats: RunStats) -> dict[str, Any]:
