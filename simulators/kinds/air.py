@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from simulators.city import City
 
 
+# µg/m³: values above the knee bend smoothly towards the ceiling (never reached)
+PM25_KNEE, PM25_CEILING = 150.0, 300.0
+PM10_KNEE, PM10_CEILING = 250.0, 450.0
+
+
+def soft_ceiling(x: FloatArray, knee: float, ceiling: float) -> FloatArray:
+    """``x`` unchanged up to ``knee``; above it, ``knee + span * tanh((x - knee) / span)``
+    with ``span = ceiling - knee``: continuous, rising, and always below ``ceiling``."""
+    span = ceiling - knee
+    bent = knee + span * np.tanh((x - knee) / span)
+    return np.where(x > knee, bent, x)
+
+
 @register
 class AirQualityModel(SensorModel):
     """A monitoring station: the regional background (season, night inversions,
@@ -84,6 +97,11 @@ class AirQualityModel(SensorModel):
         o3 = 15.0 + 95.0 * sun * warmth - 0.25 * no2 + 3.0 * self.normal("o3", t)
         co = 600.0 + 1400.0 * traffic + 6.0 * bg + 60.0 * self.normal("co", t)
         so2 = 6.0 + 0.08 * bg + 3.0 * traffic + 0.8 * self.normal("so2", t)
+        # Hanoi's worst measured episodes: hourly PM2.5 of about 200-260 µg/m³ (VN_AQI 341 at
+        # Nguyễn Văn Cừ in 2019); stacked seasons, inversions and an episode must not
+        # reach 500-900 µg/m³, so the highest values bend towards a ceiling
+        pm25 = soft_ceiling(pm25, PM25_KNEE, PM25_CEILING)
+        pm10 = soft_ceiling(np.maximum(pm10, pm25), PM10_KNEE, PM10_CEILING)
         return {
             "pm25": pm25,
             "pm10": np.maximum(pm10, pm25),

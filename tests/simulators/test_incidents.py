@@ -259,3 +259,26 @@ def test_an_incident_on_the_wrong_sensors_names_its_line(entry: str, message: st
     with pytest.raises(ScenarioError, match=message) as err:
         engine(T0, counts=COUNTS, scenario=text)
     assert "line 3" in str(err.value)
+
+
+def test_the_worst_episode_stays_within_what_hanoi_has_measured() -> None:
+    """A winter night's inversion with the strongest random episode (factor 3.5): PM2.5 and
+    PM10 rise far, yet stay below 300 and 450 µg/m³ (Hanoi's worst hours: ~200-260 PM2.5)."""
+    night = hanoi("2026-01-12T20:00")
+    scenario = """
+incidents:
+  - kind: pollution_episode
+    near: [21.0285, 105.8542]
+    radius_km: 8
+    at: +10m
+    duration: 8h
+    rise: 1h
+    factor: 3.5
+"""
+    eng = engine(night, seed=21, counts=COUNTS, scenario=scenario)
+    got = series(run(eng, night, night + 6 * 3600))
+    pm25 = np.concatenate([v for (_, m), (_, v) in got.items() if m == "pm25"])
+    pm10 = np.concatenate([v for (_, m), (_, v) in got.items() if m == "pm10"])
+    assert pm25.max() < 300 and pm10.max() < 450
+    assert pm25.max() > 200  # still a severe episode
+    assert np.all(pm10 >= pm25)
