@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ class TailOptions:
     colour: bool = False
     max_backoff_s: float = 30.0
     lang: Lang | None = None  # None: the server's words (English) and stored messages
+    open_first: bool = True  # print what is open (and acknowledged) before the new events
 
 
 def stream_url(base: str) -> str:
@@ -45,6 +47,37 @@ def stream_url(base: str) -> str:
     if not path.endswith("/ws/alerts"):
         path += "/ws/alerts"
     return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def alerts_url(base: str) -> str:
+    """``http://host:8000`` or ``ws://host:8000/ws/alerts`` -> ``.../api/v1/alerts``."""
+    parts = urlsplit(stream_url(base))
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    path = parts.path.removesuffix("/ws/alerts") + "/api/v1/alerts"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def fetch_open(opts: TailOptions, limit: int = 500) -> list[dict[str, Any]]:
+    """The open and acknowledged alerts that match the filters, oldest first."""
+    query: list[tuple[str, str]] = [("status", "open"), ("status", "acknowledged")]
+    query += [("severity", s) for s in opts.severity] + [("kind", k) for k in opts.kind]
+    query += [("area", a) for a in opts.area] + [("limit", str(limit))]
+    headers = {"Authorization": f"Bearer {opts.token}"}
+    if opts.lang:
+        headers["Accept-Language"] = opts.lang
+    req = urllib.request.Request(f"{alerts_url(opts.url)}?{urlencode(query)}", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        items: list[dict[str, Any]] = orjson.loads(resp.read())["items"]
+    return list(reversed(items))
+
+
+def format_open(alert: dict[str, Any], colour: bool = False, lang: Lang | None = None) -> str:
+    """An alert that is open now, as a line like an event's (``open now`` for the action)."""
+    doc = {"seq": alert.get("id"), "action": "open_now", "time": alert.get("updated_at")}
+    line = format_event({**doc, "alert": alert}, colour, lang)
+    if lang is None:
+        line = line.replace(" open_now ", " open now ", 1)
+    return line.replace(f" #{alert.get('id')} ", f" id {alert.get('id')} ", 1)
 
 
 def format_event(doc: dict[str, Any], colour: bool = False, lang: Lang | None = None) -> str:
@@ -114,7 +147,7 @@ async def follow(
                     text(lang, "tail.connected", url=base)
                     + (text(lang, "tail.resuming", seq=last) if last else "")
                 )
-                reader = asyncio.ensure_future(_read(ws, emit, opts, last))
+                reader = asyncio.ensure_future(_read(ws, emit, status, opts, last))
                 stopper = asyncio.ensure_future(stop.wait())
                 done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()
@@ -158,7 +191,13 @@ class _Closed(Exception):
         self.last, self.code, self.reason = last, code, reason
 
 
-async def _read(ws: Any, emit: Callable[[str], None], opts: TailOptions, last: int | None) -> None:
+async def _read(
+    ws: Any,
+    emit: Callable[[str], None],
+    status: Callable[[str], None],
+    opts: TailOptions,
+    last: int | None,
+) -> None:
     """Print alert events; always ends with ``_Closed`` carrying the last seq printed."""
     try:
         async for raw in ws:
@@ -166,6 +205,16 @@ async def _read(ws: Any, emit: Callable[[str], None], opts: TailOptions, last: i
             kind = doc.get("type")
             if kind == "hello" and last is None:
                 last = int(doc["seq"])
+                if opts.open_first:  # the first connection: what is open now, then news
+                    lang = opts.lang or "en"
+                    try:
+                        current = await asyncio.to_thread(fetch_open, opts)
+                    except (OSError, ValueError, KeyError) as exc:
+                        current = []
+                        status(text(lang, "tail.open_failed", error=exc))
+                    for alert in current:
+                        emit(format_open(alert, opts.colour, opts.lang))
+                    status(text(lang, "tail.open_listed", n=len(current)))
             elif kind == "alert":
                 seq = int(doc["seq"])
                 if last is not None and seq <= last:
@@ -196,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--kind", action="append", default=[], help="e.g. water_level (repeatable)")
     t.add_argument("--area", action="append", default=[], help="e.g. 'Cầu Giấy' (repeatable)")
     t.add_argument("--since", type=int, help="replay the events after this seq first")
+    t.add_argument("--new-only", action="store_true", help="do not list the open alerts first")
     t.add_argument("--no-colour", action="store_true", help="plain text")
     t.add_argument(
         "--lang",
@@ -218,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         kind=[k for v in args.kind for k in v.split(",") if k],
         area=args.area,
         since=args.since,
+        open_first=not args.new_only and args.since is None,
         colour=sys.stdout.isatty() and not args.no_colour,
         lang=args.lang,
     )

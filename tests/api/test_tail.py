@@ -84,7 +84,7 @@ def test_tail_follows_filters_and_resumes_across_a_restart(
 ) -> None:
     live = make_api(api_settings)
     tail = Tail(TailOptions(url=live.url, token=tokens["operator"], severity=["critical"],
-                            max_backoff_s=0.5))  # fmt: skip
+                            max_backoff_s=0.5, open_first=False))  # fmt: skip
     try:
         tail.wait(lambda: any("connected" in s for s in tail.status))
         insert_alert(db, sensor="one", severity="critical")
@@ -158,3 +158,26 @@ def test_cli_language_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch, ca
     assert "hãy dùng --token" in capsys.readouterr().err
     assert main(["tail", "--url", "http://127.0.0.1:1", "--lang", "en"]) == 2
     assert "give --token" in capsys.readouterr().err
+
+
+@pytest.mark.db
+def test_tail_starts_with_what_is_open(
+    live_api: LiveApi, tokens: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    old = insert_alert(db, sensor="old-open", severity="critical")
+    insert_alert(db, sensor="old-info", severity="info")  # filtered out
+    gone = insert_alert(db, sensor="old-gone", severity="critical")
+    db.execute("UPDATE alerts SET status = 'resolved' WHERE id = %s", (gone,))
+    acked = insert_alert(db, sensor="old-acked", severity="critical")
+    db.execute("UPDATE alerts SET status = 'acknowledged' WHERE id = %s", (acked,))
+    tail = Tail(TailOptions(url=live_api.url, token=tokens["operator"], severity=["critical"]))
+    try:
+        tail.wait(lambda: any("new events follow" in s for s in tail.status))
+        assert [ln.split()[7].split("/")[0] for ln in tail.lines] == ["old-open", "old-acked"]
+        assert f"id {old} open now" in tail.lines[0]
+        insert_alert(db, sensor="new-one", severity="critical")
+        tail.wait(lambda: len(tail.lines) == 3)
+        assert "new-one/" in tail.lines[2] and "opened" in tail.lines[2]
+        assert any("2 open or acknowledged" in s for s in tail.status)
+    finally:
+        tail.close()
