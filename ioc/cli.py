@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("analytics.eval.cli", "main", "evaluate detectors: nab DIR | scenario"),
     "token": ("api.tokens", "main", "API tokens: create --role ROLE --name NAME"),
     "alerts": ("api.tail", "main", "alerts tail: follow the live alert stream"),
+    "deadletters": ("api.deadletters_tail", "main", "deadletters tail: rejected messages"),
     "contract": ("ioc.contract", "main", "write | check docs/asyncapi.yaml and docs/schemas/"),
     "bench": (
         "ioc.bench",

@@ -72,6 +72,10 @@ async def list_dead_letters(
         int | None,
         Query(ge=1, le=DB_INT_MAX, description="next page: dead letters with a lower id"),
     ] = None,
+    after_id: Annotated[
+        int | None,
+        Query(ge=0, le=DB_INT_MAX, description="only dead letters with a higher id (to follow)"),
+    ] = None,
 ) -> DeadLetterPage:
     """Each item shows the head of its payload (``payload_preview``, at most 512 bytes) with
     the whole payload's size and SHA-256; the raw bytes stay in the ``dead_letters`` table."""
@@ -92,6 +96,8 @@ async def list_dead_letters(
         where.add("received_at < %(until)s", until=until)
     if before_id is not None:
         where.add("id < %(before_id)s", before_id=before_id)
+    if after_id is not None:
+        where.add("id > %(after_id)s", after_id=after_id)
     async with conn.cursor(row_factory=class_row(DeadLetterPublic)) as cur:
         await cur.execute(
             sql.SQL("SELECT {} FROM dead_letters {} ORDER BY id DESC LIMIT %(limit)s").format(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from api.deadletters_tail import DeadLetterTail, follow
 from tests.api.conftest import LiveApi, auth
 
 pytestmark = pytest.mark.db
@@ -119,3 +123,40 @@ def test_only_engineers_and_admins(
         for role, status in (("operator", 403), ("analyst", 403), ("admin", 200)):
             resp = http.get("/api/v1/dead-letters", headers=auth(tokens[role]))
             assert resp.status_code == status, (role, resp.text)
+
+
+def test_ioc_deadletters_tail_shows_the_latest_then_follows(
+    live_api: LiveApi, tokens: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    for i in range(3):
+        _dead_letter(db, f"ioc/v1/noise/nm-{i}/data", b"{" * (i + 1), "bad_json", f"broken {i}")
+    opts = DeadLetterTail(url=live_api.url, token=tokens["engineer"], last=2, interval_s=0.1)
+    lines: list[str] = []
+    status: list[str] = []
+    stop = threading.Event()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(follow(opts, lines.append, status.append, stop))
+    )
+    thread.start()
+    try:
+        _wait(lambda: len(lines) == 2)
+        assert "broken 1" in lines[0] and "broken 2" in lines[1]  # oldest first
+        assert "bad_json" in lines[0] and "ioc/v1/noise/nm-1/data" in lines[0]
+        _dead_letter(db, "ioc/v1/noise/nm-9/data", b"x" * 3000, "payload_too_large", "too big")
+        _wait(lambda: len(lines) == 3)
+        assert "too big" in lines[2] and "(3000 bytes)" in lines[2]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert result == [0]
+    refused = DeadLetterTail(url=live_api.url, token=tokens["operator"])
+    assert follow(refused, lines.append, status.append, threading.Event()) == 1
+    assert "refused (403)" in status[-1]
+
+
+def _wait(pred: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
