@@ -326,16 +326,16 @@ class ReadingPublic(BaseModel):
 
 
 class ReadingBucket(BaseModel):
-    """One time bucket of one series; aggregates not asked for are ``null``."""
+    """One time bucket of one series: only the aggregates asked for (``agg``; all by default)."""
 
     bucket: UtcDateTime = Field(description="start of the bucket")
     sensor: str = Field(examples=["wl-td-03"])
     metric: str = Field(examples=["water_level"])
-    avg: float | None = Field(examples=[40.5])
-    min: float | None = Field(examples=[38.0])
-    max: float | None = Field(examples=[44.0])
-    count: int | None = Field(examples=[60])
-    last: float | None = Field(examples=[43.0])
+    avg: float | None = Field(default=None, description="rounded to 0.001", examples=[40.5])
+    min: float | None = Field(default=None, examples=[38.0])
+    max: float | None = Field(default=None, examples=[44.0])
+    count: int | None = Field(default=None, examples=[60])
+    last: float | None = Field(default=None, examples=[43.0])
 
 
 class ReadingsRaw(BaseModel):

@@ -256,19 +256,38 @@ async def get_readings(
     truncated = len(rows) > limit
     del rows[limit:]
     if len(rows) > BIG_ANSWER:  # keep the event loop (and the live streams) responsive
-        body = await asyncio.to_thread(_encode, rows, query.bucket_s, limit, truncated)
+        body = await asyncio.to_thread(_encode, rows, query, limit, truncated)
     else:
-        body = _encode(rows, query.bucket_s, limit, truncated)
+        body = _encode(rows, query, limit, truncated)
     return Response(body, media_type="application/json")
 
 
-def _encode(rows: list[Any], bucket_s: int | None, limit: int, truncated: bool) -> bytes:
+AVG_DECIMALS = 3  # averages to a thousandth of the unit: 333.887, not 333.88666666666666
+
+
+def _bucket_fields(aggs: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """The columns a bucketed answer shows (the asked aggregates only) and their positions
+    in a row of ``_BUCKET_COLUMNS``."""
+    names = ["bucket", "sensor", "metric", *(a for a in _BUCKET_COLUMNS[3:] if a in aggs)]
+    return names, [_BUCKET_COLUMNS.index(n) for n in names]
+
+
+def _shown(row: tuple[Any, ...], idx: list[int]) -> list[Any]:
+    out = [row[i] for i in idx]
+    avg = _BUCKET_COLUMNS.index("avg")
+    if avg in idx and row[avg] is not None:
+        out[idx.index(avg)] = round(row[avg], AVG_DECIMALS)
+    return out
+
+
+def _encode(rows: list[Any], query: SeriesQuery, limit: int, truncated: bool) -> bytes:
     doc: dict[str, Any]
-    if bucket_s is None:
+    if query.bucket_s is None:
         doc = {"items": [dict(zip(_RAW_COLUMNS, r, strict=True)) for r in rows]}
     else:
-        doc = {"items": [dict(zip(_BUCKET_COLUMNS, r, strict=True)) for r in rows]}
-        doc["bucket_s"] = bucket_s
+        names, idx = _bucket_fields(query.aggs)
+        doc = {"items": [dict(zip(names, _shown(r, idx), strict=True)) for r in rows]}
+        doc["bucket_s"] = query.bucket_s
     doc["limit"] = limit
     doc["truncated"] = truncated
     return orjson.dumps(doc, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
@@ -298,7 +317,12 @@ async def export_csv(
     async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
         mark = await _rollup_mark(request, conn, query)
     statement, params = query.statement(_flavour(request), limit, mark)
-    header = _RAW_COLUMNS if query.bucket_s is None else _BUCKET_COLUMNS
+    names, idx = _bucket_fields(query.aggs)
+    header = _RAW_COLUMNS if query.bucket_s is None else tuple(names)
+    raw = query.bucket_s is None
+
+    def pick(row: tuple[Any, ...]) -> list[Any]:
+        return list(row) if raw else _shown(row, idx)
 
     async def rows() -> AsyncIterator[str]:
         buf = io.StringIO()
@@ -314,7 +338,7 @@ async def export_csv(
             while batch := await cur.fetchmany(EXPORT_CHUNK):
                 buf.seek(0)
                 buf.truncate()
-                writer.writerows([_csv_row(r) for r in batch])
+                writer.writerows([_csv_row(pick(r)) for r in batch])
                 yield buf.getvalue()
 
     stamp = query.start.strftime("%Y%m%dT%H%M%SZ")
@@ -325,6 +349,6 @@ async def export_csv(
     )
 
 
-def _csv_row(row: tuple[Any, ...]) -> list[Any]:
+def _csv_row(row: list[Any]) -> list[Any]:
     t: datetime = row[0]
     return [t.isoformat().replace("+00:00", "Z"), *("" if v is None else v for v in row[1:])]
