@@ -7,12 +7,12 @@ import csv
 import io
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection, sql
 from pydantic import Field
@@ -28,17 +28,20 @@ from api.params import (
     MAX_ROWS,
     MAX_SERIES_METRICS,
     MAX_SERIES_SENSORS,
+    BBox,
     check_bucket_count,
     check_range,
     invalid,
     parse_aggs,
+    parse_bbox,
     parse_bucket,
 )
+from api.queries import Where
 from api.rollup import RollupView, bucketed_statement, rollup_view
 from api.routes import V1
 from core.errors import PermissionDeniedError
 from core.metrics import METRICS
-from core.types import utcnow
+from core.types import SensorKind, utcnow
 
 logger = logging.getLogger(__name__)
 RECENT_WINDOW = timedelta(hours=24, minutes=5)  # what every reader may chart
@@ -70,15 +73,91 @@ _RAW_COLUMNS = ("time", "sensor", "metric", "value")
 
 Metric = Annotated[str, Field(max_length=64)]
 SensorsParam = Annotated[
-    list[SensorId],
+    list[SensorId] | None,
     Query(
         alias="sensor",
         min_length=1,
         max_length=MAX_SERIES_SENSORS,
-        description=f"one or more sensor ids (at most {MAX_SERIES_SENSORS})",
+        description=f"one or more sensor ids (at most {MAX_SERIES_SENSORS}); or a place: "
+        "bbox, area, kind",
         examples=[["wl-td-03"]],
     ),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Sensors chosen by where they are and what they are, instead of (or within) ids."""
+
+    kind: list[str] | None
+    area: list[str] | None
+    bbox: BBox | None
+
+    def given(self) -> bool:
+        return bool(self.kind or self.area or self.bbox)
+
+
+def place_params(
+    kind: Annotated[
+        list[SensorKind] | None, Query(max_length=10, description="sensors of these kinds")
+    ] = None,
+    area: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Query(max_length=50, description="sensors in these areas (districts)"),
+    ] = None,
+    bbox: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="sensors within minlon,minlat,maxlon,maxlat (WGS 84 degrees)",
+            examples=["105.78,20.99,105.88,21.06"],
+        ),
+    ] = None,
+) -> Place:
+    return Place([k.value for k in kind] if kind else None, area, parse_bbox(bbox))
+
+
+PlaceDep = Annotated[Place, Depends(place_params)]
+
+
+async def _sensors_of(
+    conn: AsyncConnection[Any], sensors: list[str] | None, place: Place
+) -> list[str]:
+    """The sensor ids a query covers: the ids given, the place's sensors, or both (AND)."""
+    if not place.given():
+        if not sensors:
+            invalid("query", "sensor", "give sensor ids, or a place: bbox, area or kind", None)
+        return sensors or []
+    where = Where()
+    where.any_of("kind", "kind", place.kind)
+    where.any_of("area", "area", place.area)
+    where.any_of("id", "ids", sensors)
+    if place.bbox:
+        b = place.bbox
+        where.add(
+            "lon BETWEEN %(min_lon)s AND %(max_lon)s AND lat BETWEEN %(min_lat)s AND %(max_lat)s",
+            min_lon=b.min_lon,
+            max_lon=b.max_lon,
+            min_lat=b.min_lat,
+            max_lat=b.max_lat,
+        )
+    async with conn.cursor() as cur:
+        await cur.execute(
+            sql.SQL("SELECT id FROM sensors {} ORDER BY id LIMIT %(n)s").format(where.sql()),
+            {**where.params, "n": MAX_SERIES_SENSORS + 1},
+        )
+        ids = [str(r[0]) for r in await cur.fetchall()]
+    if len(ids) > MAX_SERIES_SENSORS:
+        invalid(
+            "query",
+            "bbox" if place.bbox else "area" if place.area else "kind",
+            f"the place holds more than {MAX_SERIES_SENSORS} sensors; narrow it "
+            "(a smaller bbox, an area, a kind, a metric)",
+            None,
+        )
+    return ids
+
+
 MetricsParam = Annotated[
     list[Metric] | None,
     Query(
@@ -178,7 +257,7 @@ class SeriesQuery:
 
 
 def _series_query(
-    sensors: list[str],
+    sensors: list[str] | None,
     metrics: list[str] | None,
     start: datetime | None,
     end: datetime | None,
@@ -198,7 +277,7 @@ def _series_query(
         check_range(start, end, MAX_BUCKET_SPAN, "a range of buckets")
         check_bucket_count(start, end, bucket_s)
     return SeriesQuery(
-        sensors=list(dict.fromkeys(sensors)),
+        sensors=list(dict.fromkeys(sensors or [])),
         metrics=list(dict.fromkeys(metrics)) if metrics else None,
         start=start,
         end=end,
@@ -230,7 +309,8 @@ async def get_readings(
     request: Request,
     conn: ConnDep,
     user: Reader,
-    sensors: SensorsParam,
+    place: PlaceDep,
+    sensors: SensorsParam = None,
     metrics: MetricsParam = None,
     start: StartParam = None,
     end: EndParam = None,
@@ -243,6 +323,7 @@ async def get_readings(
     Every reader may chart the last 24 hours; longer history needs the ``history``
     permission (analyst, admin)."""
     query = _series_query(sensors, metrics, start, end, bucket, agg)
+    query = replace(query, sensors=await _sensors_of(conn, query.sensors or None, place))
     if not user.can(Permission.HISTORY) and query.start < utcnow() - RECENT_WINDOW:
         raise PermissionDeniedError(
             f"role {user.role.value} may read the last 24 hours of readings; "
@@ -303,7 +384,8 @@ async def export_csv(
     request: Request,
     pool: PoolDep,
     user: HistoryReader,
-    sensors: SensorsParam,
+    place: PlaceDep,
+    sensors: SensorsParam = None,
     metrics: MetricsParam = None,
     start: StartParam = None,
     end: EndParam = None,
@@ -315,6 +397,7 @@ async def export_csv(
     cursor: columns ``time,sensor,metric,value`` or ``bucket,sensor,metric,avg,min,max,count,last``."""
     query = _series_query(sensors, metrics, start, end, bucket, agg)
     async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
+        query = replace(query, sensors=await _sensors_of(conn, query.sensors or None, place))
         mark = await _rollup_mark(request, conn, query)
     statement, params = query.statement(_flavour(request), limit, mark)
     names, idx = _bucket_fields(query.aggs)

@@ -210,3 +210,40 @@ def test_every_reader_may_chart_the_last_day_but_history_needs_the_analyst(
             assert (
                 c.get("/api/v1/readings/export.csv", params={"sensor": "wl-9"}).status_code == 403
             )
+
+
+def test_readings_of_a_place_bbox_area_kind(
+    client: httpx.Client, db: psycopg.Connection[Any]
+) -> None:
+    seed(db)
+    db.execute(
+        "INSERT INTO sensors (id, kind, lat, lon, area) VALUES"
+        " ('wl-1', 'water_level', 21.01, 105.80, 'Cầu Giấy'),"
+        " ('wl-2', 'water_level', 21.03, 105.85, 'Hoàn Kiếm')"
+    )
+    span = {"start": z(T0), "end": z(T0 + timedelta(hours=2)), "bucket": "1h", "agg": "count"}
+
+    def series(**params: Any) -> set[tuple[str, str]]:
+        return {(b["sensor"], b["metric"]) for b in q(client, **span, **params)["items"]}
+
+    both = {("wl-1", "water_level"), ("wl-1", "rainfall"), ("wl-2", "water_level")}
+    assert series(kind="water_level") == both
+    assert series(area="Cầu Giấy") == {("wl-1", "water_level"), ("wl-1", "rainfall")}
+    assert series(bbox="105.84,21.02,105.86,21.04") == {("wl-2", "water_level")}
+    assert series(kind="water_level", sensor="wl-2", metric="water_level") == {
+        ("wl-2", "water_level")
+    }  # ids and a place together: both must hold
+    assert series(kind="noise") == set()
+    csv_text = client.get("/api/v1/readings/export.csv", params={**span, "area": "Hoàn Kiếm"}).text
+    assert csv_text.splitlines()[1:] == [
+        f"{z(T0)},wl-2,water_level,60",
+        f"{z(T0 + timedelta(hours=1))},wl-2,water_level,60",
+    ]
+    nothing = client.get("/api/v1/readings", params=span)
+    assert nothing.status_code == 422 and "a place" in nothing.text
+    db.execute(
+        "INSERT INTO sensors (id, kind) SELECT 'n-' || i, 'noise' FROM generate_series(1, 51) i"
+    )
+    many = client.get("/api/v1/readings", params={**span, "kind": "noise"})
+    assert many.status_code == 422 and "more than 50 sensors" in many.text
+    assert client.get("/api/v1/readings", params={**span, "bbox": "1,2,3"}).status_code == 422
