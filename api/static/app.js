@@ -263,6 +263,40 @@ async function deliveriesTable(id) {
     el("tbody", {}, ...rows));
 }
 
+// The evidence in plain words: known keys get a name, unknown ones their own words;
+// nothing that is empty (null) is shown, times are in Hanoi time, numbers rounded.
+const EVIDENCE_LABELS = {
+  value: "Value", unit: "Unit", threshold: "Threshold", level: "Level", direction: "Direction",
+  hysteresis: "Hysteresis", min_duration_s: "Held for at least (s)", expected_low: "Expected from",
+  expected_high: "Expected up to", score: "Anomaly score", detector: "Detector",
+  reading_time: "Reading time", hour_start: "Hour from", aqi: "Index", aqi_us: "US AQI",
+  category: "Category", dominant: "Dominant pollutant", corroboration: "Corroborated by",
+};
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+function evidenceText(v) {
+  if (v === null || v === undefined || v === "") return "";
+  if (typeof v === "number") return fmtNum(v);
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (typeof v === "string") return ISO_TIME.test(v) ? fmtFull(v) : v;
+  if (Array.isArray(v)) return v.map(evidenceText).filter(Boolean).join(", ");
+  return Object.entries(v)
+    .map(([k, x]) => [k, evidenceText(x)])
+    .filter(([, x]) => x)
+    .map(([k, x]) => `${EVIDENCE_LABELS[k] || k.replace(/_/g, " ")} ${x}`)
+    .join(" · ");
+}
+
+function evidenceRows(evidence) {
+  const rows = [];
+  for (const [k, v] of Object.entries(evidence || {})) {
+    const text = evidenceText(v);
+    if (!text) continue;
+    rows.push(el("dt", {}, EVIDENCE_LABELS[k] || k.replace(/_/g, " ")), el("dd", {}, text));
+  }
+  return rows;
+}
+
 async function showDetails(alert, box) {
   box.replaceChildren(el("p", { class: "muted" }, t("details.loading")));
   let detail;
@@ -287,9 +321,8 @@ async function showDetails(alert, box) {
     el("p", {}, t("details.rule", { rule: detail.rule, detector: detail.detector, opened: fmtFull(detail.opened_at) })
       + (Number.isFinite(detail.score) ? ` · ${t("details.score", { score: fmtNum(detail.score) })}` : "")),
   ];
-  if (detail.evidence && Object.keys(detail.evidence).length) {
-    parts.push(el("pre", {}, JSON.stringify(detail.evidence, null, 1)));
-  }
+  const evidence = evidenceRows(detail.evidence);
+  if (evidence.length) parts.push(el("dl", { class: "evidence" }, ...evidence));
   parts.push(el("table", {},
     el("thead", {}, el("tr", {}, ...["details.time", "details.action", "details.by", "details.note"].map((h) => el("th", { scope: "col" }, t(h))))),
     el("tbody", {}, ...rows)));

@@ -413,6 +413,20 @@ def test_operator_sees_sensors_and_acknowledges_a_live_alert(
         " && document.querySelector('#n-ack').textContent === '1'",
         timeout=WAIT_MS,
     )
+    # More: the evidence in plain words (no raw JSON, nothing null), the audit trail on the
+    # card's clock
+    db.execute(
+        "UPDATE alerts SET evidence = %s WHERE id = %s",
+        (Jsonb({"threshold": 50, "score": None, "direction": "above", "unit": "cm"}), alert_id),
+    )
+    card.get_by_role("button", name="History and comments", exact=False).first.click()
+    details = page.locator(f"#details-{alert_id}")
+    details.locator("dl.evidence").wait_for(timeout=WAIT_MS)
+    shown = details.inner_text()
+    assert "Threshold" in shown and "50" in shown and "Direction" in shown
+    assert "null" not in shown and "Anomaly score" not in shown and "{" not in shown
+    trail = details.locator("table").inner_text()
+    assert _hanoi_clock(opened) in trail and "opened" in trail
     assert [e for e in p.errors if "status of 403" not in e] == []
 
 
