@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import errors as pgerr
 from psycopg.types.json import Jsonb
@@ -174,7 +175,9 @@ def mark_late(conn: Conn, us: list[int], now: float | None = None) -> int:
     hour_now -= hour_now % _HOUR_US
     if min(us) >= hour_now:
         return 0
-    hours = sorted({u - u % _HOUR_US for u in us if u < hour_now})
+    arr = np.fromiter(us, np.int64, len(us))
+    late = arr[arr < hour_now]
+    hours = [int(h) for h in np.unique(late - late % _HOUR_US)]
     try:
         with conn.transaction():  # a savepoint: a schema before 0009 must not fail the batch
             row = conn.execute(
