@@ -63,8 +63,13 @@ def run_one(name: str, argv: list[str]) -> int:
 
 def run_all(argv: list[str]) -> int:
     results: list[tuple[str, str, float]] = []
-    for name in BENCHES:
-        print(f"== ioc bench {name}", flush=True)
+    began = time.monotonic()
+    for i, name in enumerate(BENCHES, 1):  # progress: which one, of how many, time so far
+        print(
+            f"== ioc bench {name} ({i} of {len(BENCHES)}, "
+            f"{(time.monotonic() - began) / 60:.1f} min so far)",
+            flush=True,
+        )
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "ioc", "bench", name, *argv], check=False)
         took = time.monotonic() - start
