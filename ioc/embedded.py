@@ -179,7 +179,7 @@ def runs_as(binary: Path, user: pwd.struct_passwd) -> bool:
 def reachable_pg_bindir(bindir: Path, user: pwd.struct_passwd | None, root: Path) -> Path:
     """``bindir``, or a copy of its installation under ``root`` when ``user`` cannot run it.
 
-    As root from a private checkout (a 0700 clone, ``/root``, ``mktemp -d``) the
+    As root from a private checkout (a 0700 clone: root's home, ``mktemp -d``) the
     unprivileged server user cannot pass through to the wheel's binaries in ``.venv``.
     Rather than open the checkout's directories to everyone, the installation (bin, lib,
     share: ~40 MB) is copied once into the data dir, world-readable, and copied again when

@@ -71,7 +71,7 @@ def test_embedded_postgres_keeps_its_data_between_runs(tmp_path: Path) -> None:
 def test_as_root_from_a_private_checkout_the_binaries_are_copied_where_the_server_user_reaches(
     tmp_path: Path,
 ) -> None:
-    # a 0700 clone (mktemp -d, /root): its .venv holds the wheel's PostgreSQL installation
+    # a 0700 clone (mktemp -d, root's home): its .venv holds the wheel's PostgreSQL installation
     checkout = tmp_path / "clone"
     checkout.mkdir(mode=0o700)
     checkout.chmod(0o700)
