@@ -233,7 +233,7 @@ def test_late_and_replayed_readings_are_read_raw_then_rolled_again(
             us = [(t - ORIGIN) // timedelta(microseconds=1) for t, *_ in late]
             assert mark_late(db, us) == 1
             assert mark_late(db, us) == 0  # already marked
-        live = (NOW - ORIGIN) // timedelta(microseconds=1)
+        live = (datetime.now(UTC) - ORIGIN) // timedelta(microseconds=1)
         assert mark_late(db, [live, live + 1]) == 0  # a live batch marks nothing
         db.execute(
             "UPDATE api_readings_1h SET max = 9999 WHERE sensor = 'wl-b' AND bucket = %s", (hour,)
