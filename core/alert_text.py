@@ -43,6 +43,9 @@ _POLLUTANTS: Final = {
 }
 
 
+_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
 def place(sensor: str, name: str | None, area: str) -> str:
     """Where an alert is: the sensor's name (else its id), with its area unless already named."""
     label = name or sensor
@@ -142,11 +145,15 @@ class _Renderer:
             value <= thr if direction == "below" else value >= thr
         )
         msgid = f"alert.threshold.{'below' if direction == 'below' else 'above'}"
-        return self.say(
+        out = self.say(
             msgid if beyond else msgid + ".held",
             level=text(self.lang, f"level.{level}"),
             threshold=self.num(thr),
         )
+        kept = str(self.a.get("severity") or level)
+        if _RANK.get(kept, 0) > _RANK.get(level, 0):  # the alert keeps its highest severity
+            out += " " + self.say("alert.kept_severity", now=severity_name(level, self.lang))
+        return out
 
     def series(self) -> str:
         direction = self.ev.get("direction", "within")

@@ -299,7 +299,7 @@ class Demo:
 
     def shell_lines(self) -> str:
         """Ready-to-paste lines that point ``ioc``, ``psql`` and ``mosquitto_pub`` at the demo."""
-        addr = parse_mqtt_url(self.mqtt_url)
+        addr = parse_mqtt_urls(self.mqtt_url)[0]  # the first node (the demo has one)
         hidden = _redact(self.dsn) != self.dsn or _redact(self.mqtt_url) != self.mqtt_url
         lines = [
             "",

@@ -8,7 +8,7 @@ import {
   KIND_LABELS, UNITS, fmtAge, fmtClock, fmtDateLong, fmtFull, fmtNum, fmtTime, metricLabel,
   toDate, translateLabels,
 } from "./js/fmt.js";
-import { LANG, LOCALE, loadMessages, switchLanguage, t, translatePage } from "./js/i18n.js";
+import { LANG, LOCALE, has, loadMessages, switchLanguage, t, translatePage } from "./js/i18n.js";
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
 import { SensorMap } from "./js/map.js";
@@ -265,25 +265,20 @@ async function deliveriesTable(id) {
 
 // The evidence in plain words: known keys get a name, unknown ones their own words;
 // nothing that is empty (null) is shown, times are in Hanoi time, numbers rounded.
-const EVIDENCE_LABELS = {
-  value: "Value", unit: "Unit", threshold: "Threshold", level: "Level", direction: "Direction",
-  hysteresis: "Hysteresis", min_duration_s: "Held for at least (s)", expected_low: "Expected from",
-  expected_high: "Expected up to", score: "Anomaly score", detector: "Detector",
-  reading_time: "Reading time", hour_start: "Hour from", aqi: "Index", aqi_us: "US AQI",
-  category: "Category", dominant: "Dominant pollutant", corroboration: "Corroborated by",
-};
+// evidence keys with a name in the catalogue (evidence.<key>); others in their own words
+const evidenceLabel = (k) => (has(`evidence.${k}`) ? t(`evidence.${k}`) : k.replace(/_/g, " "));
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 
 function evidenceText(v) {
   if (v === null || v === undefined || v === "") return "";
   if (typeof v === "number") return fmtNum(v);
-  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (typeof v === "boolean") return t(v ? "evidence.yes" : "evidence.no");
   if (typeof v === "string") return ISO_TIME.test(v) ? fmtFull(v) : v;
   if (Array.isArray(v)) return v.map(evidenceText).filter(Boolean).join(", ");
   return Object.entries(v)
     .map(([k, x]) => [k, evidenceText(x)])
     .filter(([, x]) => x)
-    .map(([k, x]) => `${EVIDENCE_LABELS[k] || k.replace(/_/g, " ")} ${x}`)
+    .map(([k, x]) => `${evidenceLabel(k)} ${x}`)
     .join(" · ");
 }
 
@@ -292,7 +287,7 @@ function evidenceRows(evidence) {
   for (const [k, v] of Object.entries(evidence || {})) {
     const text = evidenceText(v);
     if (!text) continue;
-    rows.push(el("dt", {}, EVIDENCE_LABELS[k] || k.replace(/_/g, " ")), el("dd", {}, text));
+    rows.push(el("dt", {}, evidenceLabel(k)), el("dd", {}, text));
   }
   return rows;
 }

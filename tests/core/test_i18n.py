@@ -320,3 +320,17 @@ def test_every_built_in_rule_has_a_name_in_both_languages() -> None:
     for lang in LANGUAGES:
         names = {m.id for m in _catalog(lang) if m.id}
         assert {f"rule.{i}" for i in ids} <= names, lang
+
+
+def test_a_kept_higher_severity_is_said_beside_the_latest_level() -> None:
+    alert = {"sensor": "aq-1", "metric": "pm25", "rule": "pm25.high", "detector": "rules",
+             "severity": "critical", "value": 145.5, "area": "",
+             "evidence": {"level": "warning", "threshold": 150.0, "direction": "above"}}  # fmt: skip
+    en = alert_text.render(alert, "en")
+    assert (
+        "at or above" not in en and "(now warning; the alert stays critical until resolved)" in en
+    )
+    vi = alert_text.render(alert, "vi")
+    assert "cảnh báo giữ mức nghiêm trọng" in vi and "{" not in vi
+    same = alert_text.render({**alert, "severity": "warning"}, "en")
+    assert "the alert stays" not in same
