@@ -125,6 +125,7 @@ MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
     ("DELETE", "/api/v1/notify/routes/{name}"): (
         Permission.NOTIFY_ROUTES,
         lambda c: Call("DELETE", f"/api/v1/notify/routes/{_route(c)}"),
+    ),
     ("GET", "/api/v1/dead-letters"): (
         Permission.DEAD_LETTERS,
         lambda c: Call("GET", "/api/v1/dead-letters?code=bad_json&limit=5"),
