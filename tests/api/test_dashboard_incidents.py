@@ -33,7 +33,7 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     )
     p = open_page_fixture()
     page = p.page
-    page.goto(f"{api.url}/?token={OPERATOR}")
+    page.goto(f"{api.url}/#token={OPERATOR}")
     page.wait_for_selector("#maintenance:has-text('Đang bảo trì')", timeout=WAIT_MS)
     assert "1 windows, 1 sensors" in page.inner_text("#maintenance")
     page.wait_for_selector("#load:has-text('Giờ qua: 0 incidents')", timeout=WAIT_MS)
