@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rules)} rules OK")
         return 0
     setup_logging(settings.log_level, settings.log_format)
+    from analytics.alerts.incidents import start_incidents, stop_incidents
     from analytics.service.runner import AnalyticsService  # the service pulls in paho and psycopg
 
     stop = threading.Event()
@@ -64,11 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # the incident correlator: a thread of every analytics process, one leader among them
+    incidents = start_incidents(
+        settings.dsn, settings.incident_config, settings.analytics_incidents
+    )
     try:
         AnalyticsService(settings).run(stop)
     except ConfigError as exc:
         logger.error("configuration: %s", exc)
         return 2
+    finally:
+        stop_incidents(incidents)
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from analytics.alerts.correlator import CorrelatorConfig, parse_radii
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -164,9 +165,39 @@ class AnalyticsSettings(Settings):
         default=True,
         description="deprecated, ignored: alert events reach MQTT through the notify relay",
     )
+    analytics_incidents: bool = Field(
+        default=True,
+        description="run the incident correlator (one leader among all analytics processes)",
+    )
+    analytics_incident_radius_km: float = Field(
+        default=3.0, gt=0, le=100, description="alerts of sensors this close join one incident"
+    )
+    analytics_incident_radii: str = Field(
+        default="air_pollution=15,fire_weather=20,severe_weather=15",
+        description="a larger radius for regional hazards, e.g. air_pollution=15,fire_weather=20",
+    )
+    analytics_incident_window_s: float = Field(
+        default=1_800.0,
+        gt=0,
+        description="an alert joins an incident active this recently (seconds), else opens one",
+    )
     analytics_metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="Prometheus metrics port (0: off)"
     )
+
+    @field_validator("analytics_incident_radii")
+    @classmethod
+    def _check_radii(cls, v: str) -> str:
+        parse_radii(v)
+        return v
+
+    @property
+    def incident_config(self) -> CorrelatorConfig:
+        return CorrelatorConfig(
+            radius_km=self.analytics_incident_radius_km,
+            window_s=self.analytics_incident_window_s,
+            radii=parse_radii(self.analytics_incident_radii),
+        )
 
     @field_validator("analytics_partition")
     @classmethod

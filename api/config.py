@@ -112,6 +112,9 @@ class ApiSettings(Settings):
     api_cap_sender_name: str = Field(
         default="Hanoi Intelligent Operations Centre", description="CAP <senderName>"
     )
+    api_maintenance_max_h: float = Field(
+        default=720.0, gt=0, le=87_600, description="longest maintenance window, in hours"
+    )
     api_public_metrics: bool = Field(
         default=True, description="serve /metrics without a token (false: admin token needed)"
     )

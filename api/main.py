@@ -29,7 +29,19 @@ from api.config import ApiSettings
 from api.deps import known_query_only, require
 from api.models import ErrorPublic, Health, Readiness
 from api.readings_stream import ReadingsHub, broker_reachable
-from api.routes import alerts, deadletters, notifications, readings, sensors, tokens, ws
+from api.routes import (
+    alerts,
+    deadletters,
+    incidents,
+    load,
+    maintenance,
+    notifications,
+    readings,
+    sensors,
+    shelving,
+    tokens,
+    ws,
+)
 from api.security import AuthFirst, SecurityHeaders
 from api.stream import AlertHub
 from api.telemetry import MetricsMiddleware
@@ -245,7 +257,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.add_exception_handler(exc_class, handle_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
 
-    for resource in (sensors, readings, alerts, notifications, deadletters, tokens):
+    for resource in (
+        sensors,
+        readings,
+        alerts,
+        incidents,
+        shelving,
+        maintenance,
+        load,
+        notifications,
+        deadletters,
+        tokens,
+    ):
         app.include_router(
             resource.router, responses=COMMON_RESPONSES, dependencies=[Depends(known_query_only)]
         )

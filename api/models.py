@@ -163,6 +163,15 @@ class AlertPublic(BaseModel):
     resolved_at: UtcDateTime | None
     resolved_by: str | None = Field(examples=[None])
     occurrences: int = Field(examples=[3])
+    suppressed_by: int | None = Field(
+        default=None,
+        description="the maintenance window it was raised under (neither shown nor notified)",
+        examples=[None],
+    )
+    shelved_until: UtcDateTime | None = Field(
+        default=None, description="an operator shelved it until then (it returns if worse)"
+    )
+    shelved_by: str | None = Field(default=None, examples=[None])
 
     @field_validator("evidence", mode="before")
     @classmethod

@@ -13,7 +13,8 @@ from api.models import AlertEvent, AlertPublic
 ALERT_COLUMNS = (
     "id, sensor, metric, rule, detector, kind, alert_class, severity, status, message, value,"
     " expected_low, expected_high, score, evidence, lat, lon, area, opened_at, updated_at,"
-    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences"
+    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences, suppressed_by,"
+    " shelved_until, shelved_by"
 )
 MAX_EVENTS = 1_000
 # the readings' time of an event analytics wrote (a replay or a simulation runs behind the

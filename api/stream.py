@@ -35,6 +35,7 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
 from api.i18n import localize, sensor_names
+from api.incident_models import IncidentPublic
 from api.models import AlertPublic
 from api.params import BBox
 from api.telemetry import (
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "ioc_alerts"
 PAGE = 500
-_EVENT_COLUMNS = "seq, alert_id, time, action, actor, note, snapshot"
+_EVENT_COLUMNS = "seq, alert_id, incident_id, time, action, actor, note, snapshot"
 
 
 class FrameKind(Enum):
@@ -225,6 +226,47 @@ def encode_event(
     )
 
 
+def encode_incident_event(row: dict[str, Any]) -> Event:
+    """An ``alert_events`` row about an incident as the websocket's ``incident`` message."""
+    inc = IncidentPublic.model_validate(row["snapshot"])
+    doc = {
+        "type": "incident",
+        "seq": row["seq"],
+        "action": row["action"],
+        "actor": row["actor"],
+        "note": row["note"],
+        "time": row["time"],
+        "incident": inc.model_dump(mode="json"),
+    }
+    ring = (inc.polygon or {}).get("coordinates", [[]])[0]
+    lat = lon = None
+    if ring:  # the centre of its area decides a bounding-box filter
+        lon = sum(p[0] for p in ring) / len(ring)
+        lat = sum(p[1] for p in ring) / len(ring)
+    return Event(
+        seq=row["seq"],
+        severity=inc.severity,
+        kind=inc.kinds[0] if len(inc.kinds) == 1 else "",
+        area=inc.areas[0] if len(inc.areas) == 1 else "",
+        lat=lat,
+        lon=lon,
+        text=orjson.dumps(doc, option=orjson.OPT_UTC_Z).decode(),
+    )
+
+
+def encode_row(
+    row: dict[str, Any], lang: Lang | None = None, names: dict[str, str] | None = None
+) -> Event | None:
+    """Any ``alert_events`` row; None for an alert raised under maintenance (not shown).
+
+    (An incident carries its title in both languages: ``lang`` changes nothing there.)"""
+    if row.get("incident_id") is not None:
+        return encode_incident_event(row)
+    if row["snapshot"].get("suppressed_by") is not None:
+        return None
+    return encode_event(row, lang, names)
+
+
 def heartbeat_text(seq: int) -> str:
     doc = {"type": "heartbeat", "seq": seq, "time": datetime.now(UTC)}
     return orjson.dumps(doc, option=orjson.OPT_UTC_Z).decode()
@@ -339,9 +381,11 @@ class AlertHub:
         ALERT_EVENTS.inc()
         ALERT_EVENT_LAG.observe(max(0.0, (now - row["time"]).total_seconds()))
         try:
-            ev = encode_event(row)
+            ev = encode_row(row)
         except Exception:  # one malformed snapshot must not stop the stream
             logger.exception("alert event %d could not be encoded; skipped", seq)
+            return
+        if ev is None:
             return
         frames: dict[Lang | None, Frame] = {None: Frame(FrameKind.EVENT, seq, ev.text)}
         n = 0
@@ -363,7 +407,9 @@ class AlertHub:
         frames: dict[Lang | None, Frame],
     ) -> Frame:
         try:
-            return Frame(FrameKind.EVENT, int(row["seq"]), encode_event(row, lang, names).text)
+            ev = encode_row(row, lang, names)
+            assert ev is not None  # (rows that are not shown never get here)
+            return Frame(FrameKind.EVENT, int(row["seq"]), ev.text)
         except Exception:  # the stored message rather than no event
             logger.exception("alert event %s could not be rendered in %s", row["seq"], lang)
             return frames[None]
@@ -400,8 +446,8 @@ async def replay(
         ("area", flt.areas),
     ):
         if values:
-            conds.append(
-                sql.SQL("snapshot->>{} = ANY({})").format(
+            conds.append(  # a pre-filter: an incident's own filter is flt.matches below
+                sql.SQL("(snapshot->>{} = ANY({}) OR incident_id IS NOT NULL)").format(
                     sql.Literal(column), sql.Placeholder(column)
                 )
             )
@@ -419,8 +465,8 @@ async def replay(
             return
         for row in rows:
             after = int(row["seq"])
-            ev = encode_event(row, lang, names)
-            if flt.matches(ev):
+            ev = encode_row(row, lang, names)
+            if ev is not None and flt.matches(ev):
                 REPLAYED_EVENTS.inc()
                 yield ev
         if len(rows) < PAGE:

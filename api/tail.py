@@ -82,6 +82,8 @@ def format_open(alert: dict[str, Any], colour: bool = False, lang: Lang | None =
 
 def format_event(doc: dict[str, Any], colour: bool = False, lang: Lang | None = None) -> str:
     """One line per event, in Hanoi time (words and date order in ``lang`` when given)."""
+    if doc.get("type") == "incident":
+        return _format_incident(doc, colour)
     alert = doc.get("alert") or {}
     when = datetime.fromisoformat(str(doc.get("time") or alert.get("updated_at")))
     severity = str(alert.get("severity", "?"))
@@ -111,6 +113,22 @@ def _word(lang: Lang, prefix: str, code: str) -> str:
     """A code (``acknowledged``) as the word ``lang`` uses for it, else the code."""
     out = text(lang, f"{prefix}.{code}")
     return code if out == f"{prefix}.{code}" else out
+
+
+def _format_incident(doc: dict[str, Any], colour: bool) -> str:
+    inc = doc.get("incident") or {}
+    when = datetime.fromisoformat(str(doc.get("time") or inc.get("updated_at")))
+    severity = str(inc.get("severity", "?"))
+    sev = f"{severity.upper():<8}"
+    if colour:
+        sev = f"{_COLOURS.get(severity, '')}{sev}\x1b[0m"
+    actor = doc.get("actor") or "system"
+    who = "" if actor == "system" else f"  [{actor}]"
+    return (
+        f"{to_display(when):%Y-%m-%d %H:%M:%S} #{doc.get('seq')} {doc.get('action', '')!s:<12} "
+        f"{sev} incident {inc.get('id', '?')} {inc.get('status', '?')}: "
+        f"{inc.get('title', '')} / {inc.get('title_vi', '')}{who}"
+    )
 
 
 async def follow(
@@ -215,7 +233,7 @@ async def _read(
                     for alert in current:
                         emit(format_open(alert, opts.colour, opts.lang))
                     status(text(lang, "tail.open_listed", n=len(current)))
-            elif kind == "alert":
+            elif kind in ("alert", "incident"):
                 seq = int(doc["seq"])
                 if last is not None and seq <= last:
                     continue

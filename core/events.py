@@ -87,3 +87,6 @@ class AlertEvent(BaseModel):
 
 
 EVENT_COLUMNS = "seq, alert_id, time, action, actor, note, snapshot"
+# what the outlets (MQTT relay, notifications) act on: the alerts' events, not the incidents'
+# that share the log, and not those of alerts raised under maintenance (recorded, not sent)
+ALERTS_SHOWN = " AND alert_id IS NOT NULL AND snapshot->>'suppressed_by' IS NULL"

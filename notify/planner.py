@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from core.events import EVENT_COLUMNS, AlertAction, AlertEvent
+from core.events import ALERTS_SHOWN, EVENT_COLUMNS, AlertAction, AlertEvent
 from core.routing import Escalation, Route, RoutesFile, Targets, mask_target
 from core.types import AlertStatus, utcnow
 from notify.render import render
@@ -146,7 +146,7 @@ class Planner:
             if row is None:
                 return 0  # another planner holds the cursor
             cur.execute(
-                f"SELECT {EVENT_COLUMNS}, detail FROM alert_events WHERE seq > %s"
+                f"SELECT {EVENT_COLUMNS}, detail FROM alert_events WHERE seq > %s{ALERTS_SHOWN}"
                 " ORDER BY seq LIMIT %s",
                 (row["seq"], PAGE),
             )

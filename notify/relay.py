@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from core.brokers import BrokerNodes, follow
-from core.events import EVENT_COLUMNS, AlertEvent
+from core.events import ALERTS_SHOWN, EVENT_COLUMNS, AlertEvent
 from core.settings import MqttAddress
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ class Relay:
             if row is None:
                 return 0
             cur.execute(
-                f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq > %s ORDER BY seq LIMIT %s",
+                f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq > %s{ALERTS_SHOWN}"
+                " ORDER BY seq LIMIT %s",
                 (row["seq"], PAGE),
             )
             rows = cur.fetchall()

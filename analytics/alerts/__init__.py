@@ -1,1 +1,2 @@
-"""What happens to signals: spatial corroboration and the alert lifecycle in the database."""
+"""What happens to signals: spatial corroboration, the alert lifecycle in the database, and
+the incident correlator that groups related alerts (hazards, geometry, texts)."""

@@ -47,7 +47,8 @@ Key = tuple[str, str, str]  # sensor, metric, rule
 _COLUMNS = (
     "id, sensor, metric, rule, detector, kind, alert_class, severity, status, message, value,"
     " expected_low, expected_high, score, evidence, lat, lon, area, opened_at, updated_at,"
-    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences"
+    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences, suppressed_by,"
+    " shelved_until, shelved_by"
 )
 
 

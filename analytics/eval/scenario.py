@@ -38,6 +38,7 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from analytics.alerts.incidents import IncidentStore
 from analytics.config import AnalyticsSettings
 from analytics.eval.scoring import (
     AlertEvent,
@@ -50,6 +51,7 @@ from analytics.eval.scoring import (
 )
 from analytics.service.runner import AnalyticsService
 from core.logs import setup_logging
+from core.operator_load import operator_load
 
 DEFAULT_RANDOM = {
     "traffic_incident": 6.0,
@@ -240,6 +242,8 @@ def evaluate(
                 assert svc.db.conn is not None
                 events = alert_events(svc.db.conn)
                 spans = alert_spans(svc.db.conn)
+                IncidentStore(svc.db.conn, settings.incident_config, start_seq=0).run_until_idle()
+                load = operator_load(svc.db.conn, start + learn_s, until)
             finally:
                 svc.close()
             readings = svc.counts["readings"]
@@ -247,7 +251,7 @@ def evaluate(
     # the first hours teach the detectors what normal is: incidents and alerts in them
     # are left out of the scores
     evaluated_from = start + learn_s
-    return score(
+    report = score(
         [t for t in truth if evaluated_from <= t.start < until],
         [e for e in events if evaluated_from <= e.time < until],
         ongoing=[t for t in truth if t.start < evaluated_from <= t.end + post_s],
@@ -260,6 +264,8 @@ def evaluate(
         positions=positions,
         spans=spans,
     )
+    report.load = load
+    return report
 
 
 def scenario_file(workdir: Path, random: dict[str, float], seed: int) -> Path:

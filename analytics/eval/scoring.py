@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from analytics.alerts.spatial import haversine_km
+from core.operator_load import Load, format_load
 
 INCIDENT_CLASSES = frozenset({"incident", "threshold"})
 FAULT_CLASSES = frozenset({"probable_fault", "device"})
@@ -85,6 +86,7 @@ class Report:
     pipeline_s: float
     missed: list[Truth] = field(default_factory=list)
     false_events: list[AlertEvent] = field(default_factory=list)
+    load: list[Load] = field(default_factory=list)  # alerts and incidents, ISA-18.2
 
     @property
     def sensor_days(self) -> float:
@@ -110,6 +112,7 @@ class Report:
             "readings": self.readings,
             "pipeline_readings_per_s": self.readings / self.pipeline_s if self.pipeline_s else None,
             "false_by_rule": dict(self.false_by_rule.most_common()),
+            "operator_load": {x.what: x.to_dict() for x in self.load},
             "missed": [
                 {
                     "id": t.id,
@@ -289,4 +292,6 @@ def format_report(r: Report) -> str:
             f"pipeline: {r.readings:,} readings in {r.pipeline_s:.1f} s "
             f"({r.readings / r.pipeline_s:,.0f} readings/s), {r.alerts} alerts opened or reopened"
         )
+    if r.load:
+        lines.append(format_load(r.load))
     return "\n".join(lines)

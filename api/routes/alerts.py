@@ -51,8 +51,22 @@ async def list_alerts(
     before_id: Annotated[
         int | None, Query(ge=1, le=DB_INT_MAX, description="next page: alerts with a lower id")
     ] = None,
+    include_suppressed: Annotated[
+        bool, Query(description="also alerts raised under maintenance (hidden otherwise)")
+    ] = False,
+    shelved: Annotated[
+        bool | None, Query(description="true: only alerts shelved now; false: only the others")
+    ] = None,
 ) -> AlertPage:
     where = Where()
+    if not include_suppressed:
+        where.add("suppressed_by IS NULL")
+    if shelved is not None:
+        where.add(
+            "shelved_until > now()"
+            if shelved
+            else "(shelved_until IS NULL OR shelved_until <= now())"
+        )
     where.any_of("status", "status", list(status) if status else None)
     where.any_of("severity", "severity", list(severity) if severity else None)
     where.any_of("kind", "kind", [k.value for k in kind] if kind else None)

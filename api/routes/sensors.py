@@ -47,7 +47,8 @@ FROM sensors s
 LEFT JOIN (
     SELECT sensor, count(*) AS open_alerts,
            max(CASE severity WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END) AS worst
-    FROM alerts WHERE status IN ('open', 'acknowledged') GROUP BY sensor
+    FROM alerts WHERE status IN ('open', 'acknowledged') AND suppressed_by IS NULL
+    GROUP BY sensor
 ) a ON a.sensor = s.id
 """
 
@@ -125,7 +126,8 @@ async def _detail(conn: AsyncConnection[Any], sensor_id: str) -> SensorDetail:
     async with conn.cursor(row_factory=class_row(AlertPublic)) as acur:
         await acur.execute(
             f"SELECT {ALERT_COLUMNS} FROM alerts WHERE sensor = %s"
-            " AND status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT %s",
+            " AND status IN ('open', 'acknowledged') AND suppressed_by IS NULL"
+            " ORDER BY id DESC LIMIT %s",
             (sensor_id, MAX_SENSOR_ALERTS),
         )
         row["alerts"] = await acur.fetchall()

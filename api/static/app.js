@@ -11,6 +11,7 @@ import {
 import { LANG, LOCALE, has, loadMessages, switchLanguage, t, translatePage } from "./js/i18n.js";
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
+import { INCIDENT_TEXTS, IncidentBoard } from "./js/incidents.js";
 import { SensorMap } from "./js/map.js";
 
 const $ = (id) => document.getElementById(id);
@@ -95,6 +96,7 @@ function teardown() {
   state.timers = [];
   state.ready = false;
   state.pending = [];
+  state.incidents?.load([]);
   setConn("stopped", {});
 }
 
@@ -123,12 +125,14 @@ async function start(token) {
   $("app").hidden = false;
   document.body.dataset.role = me.role;
   state.feed.setCanAct(state.canAct);
+  state.incidents.setCanAct(state.canAct);
 
   // Live first, so nothing that happens while the snapshot loads is lost.
   state.stream = new AlertStream({
     url: (since) => wsUrl("/ws/alerts", { since: since ?? undefined, lang: LANG }),
     protocols: () => wsProtocols(token),
     onEvent: onAlertEvent,
+    onIncident: (ev) => (state.ready ? state.incidents.apply(ev.incident) : state.pending.push(ev)),
     onState: setConn,
     onHeartbeat: (hb) => {
       state.lastHeartbeatAt = Date.now();
@@ -140,10 +144,14 @@ async function start(token) {
   // the snapshot, tried again until the API answers (a database restart is a 503 or two)
   for (let attempt = 0; ; attempt += 1) {
     try {
-      const [sensors, alerts] = await Promise.all([api.allSensors(), api.activeAlerts()]);
+      const [sensors, alerts, incidents] = await Promise.all([
+        api.allSensors(), api.activeAlerts(),
+        api.get("/api/v1/incidents", { status: ["open", "acknowledged"], limit: 500 }),
+      ]);
       state.timings.data = performance.now();
       setSensors(sensors);
       state.store.load(alerts.items, alerts.truncated);
+      state.incidents.load(incidents.items || []);
       break;
     } catch (err) {
       if (state.api !== api || (err instanceof ApiError && err.status === 401)) return;
@@ -153,11 +161,20 @@ async function start(token) {
     }
   }
   state.ready = true;
-  for (const ev of state.pending.splice(0)) state.store.apply(ev);
+  for (const ev of state.pending.splice(0)) {
+    if (ev.type === "incident") state.incidents.apply(ev.incident);
+    else state.store.apply(ev);
+  }
   renderAll();
   state.timings.drawn = performance.now();
   pickInitialSensor();
   state.timers.push(setInterval(refreshSensors, SENSOR_REFRESH_MS));
+  refreshMaintenance();
+  state.timers.push(setInterval(refreshMaintenance, SENSOR_REFRESH_MS));
+  refreshLoad();
+  state.timers.push(setInterval(refreshLoad, 60000));
+  // shelving ends by itself: look again every 30 s
+  state.timers.push(setInterval(() => { state.incidents.render(); renderFeed(); }, 30000));
 }
 
 /* ---------- alerts ---------- */
@@ -210,6 +227,64 @@ async function act(alert, verb) {
   } finally {
     feed.busy.delete(alert.id);
     renderFeed();
+  }
+}
+
+async function actOnIncident(inc, verb) {
+  const board = state.incidents;
+  board.busy.add(inc.id);
+  board.render();
+  try {
+    const updated = await state.api.request("POST", `/api/v1/incidents/${inc.id}/${verb}`);
+    board.apply(updated);
+    toast(`${verb === "acknowledge" ? "Acknowledged · Đã tiếp nhận" : "Resolved · Đã xử lý"}: ${inc.title}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409) {
+      toast(`Incident ${inc.id} changed meanwhile · Sự cố đã thay đổi: ${err.detail}`, true);
+    } else if (!(err instanceof ApiError && err.status === 401)) {
+      toast(`Could not ${verb} incident ${inc.id}: ${err.message}`, true);
+    }
+  } finally {
+    board.busy.delete(inc.id);
+    board.render();
+  }
+}
+
+async function shelveIncident(inc, minutes) {
+  try {
+    const updated = minutes
+      ? await state.api.request("POST", `/api/v1/incidents/${inc.id}/shelve`, { body: { minutes } })
+      : await state.api.request("POST", `/api/v1/incidents/${inc.id}/unshelve`);
+    state.incidents.apply(updated);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) {
+      toast(`Could not shelve incident ${inc.id} · Không thể tạm ẩn: ${err.message}`, true);
+    }
+  }
+}
+
+/** Sensors in maintenance: a line above the incidents (refreshed with the sensors). */
+async function refreshMaintenance() {
+  try {
+    const page = await state.api.get("/api/v1/maintenance", { active: true });
+    const now = Date.now();
+    const live = (page.items || []).filter((w) => Date.parse(w.starts_at) <= now);
+    const sensors = new Set(live.flatMap((w) => w.sensors));
+    $("maintenance").textContent = live.length ? INCIDENT_TEXTS.maintenance(live.length, sensors.size) : "";
+  } catch {
+    /* shown again on the next refresh */
+  }
+}
+
+/** The operator-load line: the last hour's new incidents and alerts. */
+async function refreshLoad() {
+  try {
+    const load = await state.api.get("/api/v1/operator-load", { hours: 1 });
+    const node = $("load");
+    node.textContent = INCIDENT_TEXTS.load(load);
+    node.dataset.flood = String(load.alerts.peak_10min > 10);
+  } catch {
+    /* shown again on the next refresh */
   }
 }
 
@@ -733,6 +808,15 @@ function wire() {
     onDetails: showDetails,
   });
   state.store.subscribe((sensors) => scheduleRender(sensors));
+  state.incidents = new IncidentBoard($("incidents"), {
+    canAct: false,
+    api: () => state.api,
+    sensorName,
+    onHighlight: (ids) => state.map.highlight(ids),
+    onAck: (inc) => actOnIncident(inc, "acknowledge"),
+    onResolve: (inc) => actOnIncident(inc, "resolve"),
+    onShelve: (inc, minutes) => shelveIncident(inc, minutes),
+  });
 
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -131,6 +131,9 @@ def test_a_small_city_end_to_end(pg_server: Any, tmp_path: Path) -> None:
     assert report.kinds["sensor_fault.dropout"].detected == 1
     assert report.kinds["sensor_fault.offline"].median_delay_s < 300
     assert report.kinds["sensor_fault.dropout"].median_delay_s < 600
+    alerts, incidents = report.load  # the operator sees fewer incidents than alerts
+    assert alerts.what == "alerts" and incidents.what == "incidents"
+    assert 0 < incidents.new <= alerts.new
 
 
 EVERY_KIND = [

@@ -59,6 +59,34 @@ def _route(conn: psycopg.Connection[Any]) -> str:
     return name
 
 
+def _incident(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO incidents (hazard, severity, title, title_vi, sensors, first_seen, last_seen)"
+        " VALUES ('air_pollution', 'warning', 't', 't', '{aq-1}', now(), now()) RETURNING id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _window(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO maintenance_windows (sensors, starts_at, ends_at, reason, created_by)"
+        " VALUES (%s, now(), now() + interval '1 hour', 'r', 'x') RETURNING id",
+        ([f"w-{next(_counter)}"],),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _new_window() -> dict[str, Any]:
+    return {
+        "sensors": [f"w-{next(_counter)}"],
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-01T04:00:00Z",
+        "reason": "maintenance",
+    }
+
+
 T = "start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
 # (method, OpenAPI path) -> (permission or None for public, how to build a call that succeeds)
 MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
@@ -129,6 +157,55 @@ MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
     ("GET", "/api/v1/dead-letters"): (
         Permission.DEAD_LETTERS,
         lambda c: Call("GET", "/api/v1/dead-letters?code=bad_json&limit=5"),
+    ),
+    ("GET", "/api/v1/incidents"): (Permission.READ, lambda c: Call("GET", "/api/v1/incidents")),
+    ("GET", "/api/v1/incidents/{incident_id}"): (
+        Permission.READ,
+        lambda c: Call("GET", f"/api/v1/incidents/{_incident(c)}"),
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/incidents/{_incident(c)}/acknowledge", {"note": "x"}),
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/resolve"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/incidents/{_incident(c)}/resolve"),
+    ),
+    ("GET", "/api/v1/incidents/{incident_id}/cap"): (
+        Permission.READ,
+        lambda c: Call("GET", f"/api/v1/incidents/{_incident(c)}/cap"),
+    ),
+    ("POST", "/api/v1/alerts/{alert_id}/shelve"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/alerts/{insert_alert(c)}/shelve", {"minutes": 5}),
+    ),
+    ("POST", "/api/v1/alerts/{alert_id}/unshelve"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/alerts/{insert_alert(c)}/unshelve"),
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/shelve"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/incidents/{_incident(c)}/shelve", {"minutes": 5}),
+    ),
+    ("POST", "/api/v1/incidents/{incident_id}/unshelve"): (
+        Permission.ALERT_ACTIONS,
+        lambda c: Call("POST", f"/api/v1/incidents/{_incident(c)}/unshelve"),
+    ),
+    ("GET", "/api/v1/operator-load"): (
+        Permission.READ,
+        lambda c: Call("GET", "/api/v1/operator-load"),
+    ),
+    ("GET", "/api/v1/maintenance"): (
+        Permission.READ,
+        lambda c: Call("GET", "/api/v1/maintenance"),
+    ),
+    ("POST", "/api/v1/maintenance"): (
+        Permission.SENSOR_WRITE,
+        lambda c: Call("POST", "/api/v1/maintenance", _new_window()),
+    ),
+    ("DELETE", "/api/v1/maintenance/{window_id}"): (
+        Permission.SENSOR_WRITE,
+        lambda c: Call("DELETE", f"/api/v1/maintenance/{_window(c)}"),
     ),
     ("GET", "/api/v1/me"): (Permission.READ, lambda c: Call("GET", "/api/v1/me")),
     ("GET", "/api/v1/tokens"): (Permission.TOKENS, lambda c: Call("GET", "/api/v1/tokens")),

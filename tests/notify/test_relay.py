@@ -126,3 +126,33 @@ def test_a_relay_the_broker_does_not_let_write_alerts_keeps_its_cursor(
         assert cursor(db) == before < head(db)  # left for a relay that may write
     finally:
         relay.stop()
+
+
+def test_incident_events_and_alerts_in_maintenance_are_not_relayed(
+    db: psycopg.Connection[Any], db_url: str, make_broker: Callable[..., MosquittoServer]
+) -> None:
+    broker = make_broker()
+    sub = Subscriber(broker.port)
+    relay = NotifyService(
+        settings(db_url, mqtt_url=broker.url, notify_mqtt_relay=True), RoutesFile()
+    )
+    try:
+        time.sleep(0.3)
+        relay.start()
+        db.execute(
+            "INSERT INTO maintenance_windows (sensors, starts_at, ends_at, reason, created_by)"
+            " VALUES ('{wl-quiet}', now() - interval '1 hour', now() + interval '1 hour', 'r', 'e')"
+        )
+        insert_alert(db, sensor="wl-quiet")  # recorded, suppressed
+        db.execute(  # an incident event on the same log
+            "INSERT INTO incidents (hazard, severity, title, title_vi, first_seen, last_seen)"
+            " VALUES ('flooding', 'critical', 't', 't', now(), now())"
+        )
+        shown = insert_alert(db, sensor="wl-shown")
+        wait_for(lambda: sub.got)
+        wait_for(lambda: cursor(db) == head(db))
+        time.sleep(0.5)
+        assert [m["alert"]["id"] for m in sub.got] == [shown]
+    finally:
+        relay.stop()
+        sub.close()

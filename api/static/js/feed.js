@@ -73,6 +73,7 @@ export class Feed {
     );
     return list.filter((a) => {
       if (a.status === "acknowledged" && !this.showAcknowledged) return false;
+      if (a.shelved_until && Date.parse(a.shelved_until) > Date.now()) return false; // shelved
       if (!this.severities.has(a.severity)) return false;
       if (text) {
         const hay = `${a.message} ${a.sensor} ${this.opts.sensorName(a.sensor)} ${a.area} ${a.metric} ${a.kind}`;

@@ -153,10 +153,11 @@ export class LiveSocket {
  * duplicates and dropped.  Heartbeat seqs are shown but never used as a resume point.
  */
 export class AlertStream {
-  constructor({ url, onEvent, onState, onHeartbeat = () => {}, protocols = () => [] }) {
+  constructor({ url, onEvent, onState, onHeartbeat = () => {}, protocols = () => [], onIncident = () => {} }) {
     this.lastSeq = null;
     this.url = url; // (since|null) => string
     this.onEvent = onEvent;
+    this.onIncident = onIncident;
     this.onHeartbeat = onHeartbeat;
     this.duplicates = 0;
     this.socket = new LiveSocket({
@@ -182,13 +183,14 @@ export class AlertStream {
   _frame(doc) {
     if (doc.type === "hello") {
       if (this.lastSeq === null && Number.isFinite(doc.seq)) this.lastSeq = doc.seq;
-    } else if (doc.type === "alert") {
+    } else if (doc.type === "alert" || doc.type === "incident") {
       if (this.lastSeq !== null && doc.seq <= this.lastSeq) {
         this.duplicates += 1;
         return;
       }
       this.lastSeq = doc.seq;
-      this.onEvent(doc);
+      if (doc.type === "alert") this.onEvent(doc);
+      else this.onIncident(doc);
     } else if (doc.type === "heartbeat") {
       this.onHeartbeat(doc);
     }

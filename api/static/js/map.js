@@ -56,6 +56,7 @@ export class SensorMap {
     this.root = root;
     this.canvas = canvas;
     this.flashing = new Map(); // id -> when it turned critical
+    this.highlighted = new Set(); // the sensors of the incident in view
     this.tooltip = tooltip;
     this.onSelect = onSelect;
     this.legend = legend; // an element over the bottom of the map, kept clear by fit()
@@ -144,6 +145,12 @@ export class SensorMap {
     this.flashing.set(id, performance.now());
     clearTimeout(this._flashTimer);
     this._flashTimer = setTimeout(() => this.requestDraw(), FLASH_MS + 50);
+    this.requestDraw();
+  }
+
+  /** Ring these sensors (an incident's), or none with an empty set. */
+  highlight(ids) {
+    this.highlighted = new Set(ids || []);
     this.requestDraw();
   }
 
@@ -318,6 +325,22 @@ export class SensorMap {
       ctx.arc(sx, sy, r0 * (SIZE[sel.state] || 1) + r0 * 0.9, 0, 2 * Math.PI);
       ctx.lineWidth = Math.max(2, r0 * 0.5);
       ctx.strokeStyle = col.fg;
+      ctx.stroke();
+    }
+    // the sensors of the incident in view: an accent ring each
+    if (this.highlighted?.size) {
+      ctx.beginPath();
+      for (const id of this.highlighted) {
+        const m = this.markers.get(id);
+        if (!m || this.hiddenKinds.has(m.kind)) continue;
+        const sx = t.ox + m.x * t.ppu;
+        const sy = t.oy + m.y * t.ppu;
+        const r = r0 * (SIZE[m.state] || 1) + r0 * 1.4;
+        ctx.moveTo(sx + r, sy);
+        ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+      }
+      ctx.lineWidth = Math.max(2, r0 * 0.45);
+      ctx.strokeStyle = col.highlight || "#4dd0ff";
       ctx.stroke();
     }
     // a sensor that has just turned critical: a halo for a few seconds

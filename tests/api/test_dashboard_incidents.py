@@ -1,0 +1,92 @@
+"""The dashboard's incident cards in a real headless Chromium: one card per incident, live over
+the websocket, expanding to its alerts while the map rings its sensors; acknowledge acts on
+the incident's alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from analytics.alerts.correlator import CorrelatorConfig
+from analytics.alerts.incidents import IncidentStore
+from tests.api import test_dashboard as dashboard
+from tests.api.test_dashboard import OPERATOR, WAIT_MS, ApiServer, Page, _raise_alert, _wait_db
+
+# the dashboard tests' fixtures (a live API over a seeded database, a browser page)
+api_fixture = dashboard.api
+open_page_fixture = dashboard.open_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.db]
+
+
+def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
+    api_fixture: ApiServer, db: psycopg.Connection[Any], open_page_fixture: Callable[..., Page]
+) -> None:
+    api = api_fixture
+    db.execute(
+        "INSERT INTO maintenance_windows (sensors, starts_at, ends_at, reason, created_by)"
+        " VALUES ('{cam-0002}', now() - interval '1 minute', now() + interval '1 hour',"
+        " 'lens cleaning', 'eng')"
+    )
+    p = open_page_fixture()
+    page = p.page
+    page.goto(f"{api.url}/#token={OPERATOR}")
+    page.wait_for_selector("#maintenance:has-text('Đang bảo trì')", timeout=WAIT_MS)
+    assert "1 windows, 1 sensors" in page.inner_text("#maintenance")
+    page.wait_for_selector("#load:has-text('Giờ qua: 0 incidents')", timeout=WAIT_MS)
+    page.wait_for_selector("#conn[data-state='live']")
+    page.wait_for_selector("#incidents li.empty")
+    assert "No open incidents" in page.inner_text("#incidents")
+
+    # two stations of one episode, raised after the page loaded
+    with psycopg.connect(api.db_url, autocommit=True) as other:
+        a = _raise_alert(other, "aq-hk-01", metric="pm25", message="PM2.5 301 µg/m³", value=301)
+        b = _raise_alert(other, "aq-bd-02", metric="pm25", message="PM2.5 280 µg/m³", value=280)
+        IncidentStore(other, CorrelatorConfig(radius_km=5.0)).run_until_idle()
+    card = page.locator("#incidents li.incident")
+    card.wait_for(timeout=WAIT_MS)
+    assert card.count() == 1
+    text = card.inner_text()
+    assert "Air pollution episode: 2 stations in 2 areas, PM2.5 up to 301 µg/m³" in text
+    assert "Đợt ô nhiễm không khí: 2 trạm tại 2 khu vực" in text
+    assert "CRITICAL" in text and "nghiêm trọng" in text
+    # the alert feed below still lists every alert
+    page.wait_for_selector(f"li.alert[data-alert-id='{a}']", timeout=WAIT_MS)
+
+    card.get_by_role("button", name="Alerts · Cảnh báo").click()
+    page.wait_for_selector(f"#incidents li.i-alert[data-alert-id='{b}']", timeout=WAIT_MS)
+    assert page.locator("#incidents li.i-alert").count() == 2
+    ringed = page.evaluate("[...window.__ioc.map.highlighted].sort()")
+    assert ringed == ["aq-bd-02", "aq-hk-01"]
+
+    card.get_by_role("button", name="Acknowledge · Tiếp nhận").click()
+    assert _wait_db(
+        lambda: (
+            db.execute("SELECT DISTINCT status FROM alerts WHERE id IN (%s, %s)", (a, b)).fetchall()
+            == [("acknowledged",)]
+        )
+    )
+    page.wait_for_selector("#incidents li.incident[data-status='acknowledged']", timeout=WAIT_MS)
+    assert "by · bởi duty-operator" in card.inner_text()
+
+    # shelved for an hour: off the board, listed on the shelf with its time; then back
+    card.get_by_role("button", name="Shelve 1 h · Tạm ẩn 1 giờ").click()
+    page.wait_for_selector("#incidents li.i-shelved", state="attached", timeout=WAIT_MS)
+    assert page.locator("#incidents li.incident").count() == 0
+    assert "Shelved · Tạm ẩn: 1" in page.inner_text("#incidents")
+    page.wait_for_selector(f"li.alert[data-alert-id='{a}']", state="detached", timeout=WAIT_MS)
+    page.locator("#incidents .shelf summary").click()
+    page.get_by_role("button", name="Unshelve · Bỏ tạm ẩn").click()
+    card.wait_for(timeout=WAIT_MS)
+    assert db.execute("SELECT shelved_until FROM incidents").fetchone() == (None,)
+
+    # resolving every alert resolves the incident: its card leaves the board
+    db.execute(
+        "UPDATE alerts SET status = 'resolved', resolved_at = now() WHERE id IN (%s, %s)", (a, b)
+    )
+    IncidentStore(db, CorrelatorConfig(radius_km=5.0)).run_until_idle()
+    page.wait_for_selector("#incidents li.empty", timeout=WAIT_MS)
+    assert p.errors == []
