@@ -97,11 +97,11 @@ class AnalyticsSettings(Settings):
         "analytics.detectors",
     )
     analytics_series_threshold: float = Field(
-        default=0.6,
+        default=0.5,
         gt=0,
         lt=1,
-        description="detector score at or above which a reading is anomalous "
-        "(the detectors' alarm level is 0.5; 0.6 measured fewer false alerts)",
+        description="detector score at or above which a reading is anomalous: the one "
+        "operating point, also the threshold `ioc eval nab` scores (the detectors' alarm level)",
     )
     analytics_series_critical: float = Field(
         default=0.8, gt=0, le=1, description="score that makes a series anomaly critical"

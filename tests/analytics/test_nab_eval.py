@@ -15,7 +15,8 @@ pytestmark = [
     pytest.mark.skipif(not (NAB_DIR / "labels").is_dir(), reason="NAB corpus not beside the repo"),
 ]
 
-# measured with the default configuration: standard 70.9, reward_low_FP 64.2, reward_low_FN 75.3
+# measured at the live threshold (0.5) with the default configuration:
+# standard 70.8, reward_low_FP 64.0, reward_low_FN 75.2
 FLOOR = {"standard": 70.5, "reward_low_FP": 63.5, "reward_low_FN": 74.8}
 
 
@@ -40,7 +41,11 @@ def test_default_detector_reaches_standard_70(nab_eval: evaluation.Evaluation) -
     assert nab_eval.results["standard"].score >= 70.0
 
 
-def test_best_nab_threshold_is_near_the_alarm_level(nab_eval: evaluation.Evaluation) -> None:
-    # NAB's best threshold lies near the warning level (0.375), below the alarm level (0.5)
-    for result in nab_eval.results.values():
-        assert 0.35 <= result.threshold <= 0.55, result.profile.name
+def test_the_scored_threshold_is_the_live_one(nab_eval: evaluation.Evaluation) -> None:
+    # one operating point: the scores are at the live threshold, and NAB's own best
+    # threshold (chosen after the fact) gains almost nothing over it
+    for name, result in nab_eval.results.items():
+        assert result.threshold == nab_eval.threshold == 0.5
+        assert nab_eval.best[name].score - result.score < 1.0, name
+        # with debounce 1 the alert onsets are the detections
+        assert nab_eval.alerts[name].score == pytest.approx(result.score, abs=0.5)
