@@ -21,6 +21,7 @@ import numpy as np
 
 from analytics.detectors import DETECTORS, make_detector
 from analytics.detectors.alarm import AlarmPolicy, BoolArray, alarm_columns
+from analytics.detectors.pca import StreamingPCA
 from analytics.engine.base import Detector, FloatArray
 
 logger = logging.getLogger(__name__)
@@ -212,20 +213,47 @@ def run_bank(
 
 
 def score_table(
-    table: Table, detector: Detector, policy: AlarmPolicy
+    table: Table, detector: Detector | StreamingPCA, policy: AlarmPolicy
 ) -> tuple[FloatArray, BoolArray]:
     """Anomaly score and live alarm state of every row of ``table``.
 
-    One metric: the detector's score and the series' alarm state. Several metrics: each
-    metric is a series of the bank (as the live service watches a device's metrics), the
-    row's score is the highest of its metrics' and the device is alarming while any of
-    its metrics is.
+    One metric: the detector's score and the series' alarm state. Several metrics with
+    a univariate detector: each metric is a series of the bank (as the live series
+    stage watches a device's metrics), the row's score is the highest of its metrics'
+    and the device is alarming while any of its metrics is. Several metrics with the
+    multivariate detector: one score per row for the device's metrics together, and its
+    alarm state under the same policy (a device has no expected range to hold on).
     """
-    series = [(table.times, table.values[:, k]) for k in range(len(table.names))]
-    scores, alarms = run_bank(detector, series, policy)
     if len(table) == 0:
         return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool)
+    if isinstance(detector, StreamingPCA):
+        return _score_device(table, detector, policy)
+    series = [(table.times, table.values[:, k]) for k in range(len(table.names))]
+    scores, alarms = run_bank(detector, series, policy)
     return np.max(np.stack(scores), axis=0), np.any(np.stack(alarms), axis=0)
+
+
+def _score_device(
+    table: Table, detector: StreamingPCA, policy: AlarmPolicy
+) -> tuple[FloatArray, BoolArray]:
+    slot = np.zeros(1, dtype=np.int64)
+    rows = len(table)
+    scores = np.zeros(rows, dtype=np.float64)
+    for i in range(rows):
+        scores[i] = detector.score_learn(slot, table.times[i : i + 1], table.values[i : i + 1])[0]
+    scored = np.isfinite(table.times) & np.isfinite(table.values).any(axis=1)
+    alarms = np.zeros(rows, dtype=bool)
+    pos = np.flatnonzero(scored)
+    step = policy.step(
+        alarm_columns(1),
+        np.zeros(pos.size, dtype=np.int64),
+        table.times[pos],
+        np.zeros(pos.size),
+        scores[pos],
+    )
+    alarms[pos] = step.active
+    held = np.maximum.accumulate(np.where(scored, np.arange(rows), -1))
+    return scores, np.where(held >= 0, alarms[np.maximum(held, 0)], False)
 
 
 def write_scores(
@@ -284,9 +312,10 @@ def detect_main(argv: list[str]) -> int:
     parser.add_argument("--output", type=Path, default=None, help="result CSV (default: stdout)")
     parser.add_argument(
         "--detector",
-        default="ensemble",
-        choices=sorted(DETECTORS),
-        help="detector (default: ensemble)",
+        default=None,
+        choices=sorted([*DETECTORS, StreamingPCA.name]),
+        help=f"detector (default: ensemble for one value column, {StreamingPCA.name} for "
+        "several; ensemble on several scores each metric alone)",
     )
     args = parser.parse_args(argv)
     try:
@@ -295,8 +324,12 @@ def detect_main(argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"ioc detect: {exc}", file=sys.stderr)
         return 2
+    name = args.detector or ("ensemble" if len(table.names) == 1 else StreamingPCA.name)
+    detector: Detector | StreamingPCA = (
+        StreamingPCA(len(table.names)) if name == StreamingPCA.name else make_detector(name)
+    )
     started = time.perf_counter()
-    scores, alarms = score_table(table, make_detector(args.detector), policy)
+    scores, alarms = score_table(table, detector, policy)
     seconds = time.perf_counter() - started
     write_scores(args.output, table, scores, alarms)
     if args.output is not None:
