@@ -88,8 +88,9 @@ class AnalyticsSettings(Settings):
         default=None, description="rules file (TOML, JSON or YAML); default: built-in Hanoi rules"
     )
     analytics_stages: str = Field(
-        default="rules,series,health,domain",
-        description="stages to run: rules, series, health, domain (= aqi, fire, camera)",
+        default="rules,series,device,health,domain",
+        description="stages to run: rules, series, device (several metrics of a device "
+        "together), health, domain (= aqi, fire, camera)",
     )
     analytics_detector: str = Field(
         default="auto",

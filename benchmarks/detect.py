@@ -25,7 +25,7 @@ import numpy as np
 
 from analytics.detectors import make_detector
 from analytics.detectors.alarm import AlarmPolicy, alarm_columns
-from analytics.offline import Table, detect_main, read_table, score_table
+from analytics.eval.offline import Table, detect_main, read_table, score_table
 
 RESULTS = Path(__file__).with_name("results") / "detect.json"
 
