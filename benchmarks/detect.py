@@ -25,6 +25,7 @@ import numpy as np
 
 from analytics.detectors import make_detector
 from analytics.detectors.alarm import AlarmPolicy, alarm_columns
+from analytics.engine.base import FloatArray
 from analytics.eval.offline import Table, detect_main, read_table, score_table
 
 RESULTS = Path(__file__).with_name("results") / "detect.json"
@@ -33,7 +34,7 @@ RESULTS = Path(__file__).with_name("results") / "detect.json"
 def generated(rows: int, seed: int = 0) -> Table:
     """A 5-minute series with a daily cycle, noise and a few spikes."""
     rng = np.random.default_rng(seed)
-    t = 1.44e9 + 300.0 * np.arange(rows)
+    t: FloatArray = 1.44e9 + 300.0 * np.arange(rows, dtype=np.float64)
     x = 50 + 20 * np.sin(2 * np.pi * t / 86_400.0) + rng.normal(0, 2, rows)
     x[rng.integers(rows // 3, rows, 5)] += 40
     stamps = [str(s).replace("T", " ") for s in t.astype("datetime64[s]")]

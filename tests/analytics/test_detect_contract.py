@@ -14,7 +14,7 @@ import pytest
 
 from analytics.base import Batch, Context
 from analytics.detectors import make_detector
-from analytics.offline import read_table
+from analytics.offline import live_policy, read_table
 from analytics.series import SeriesStage
 from ioc.cli import main as ioc_main
 
@@ -51,8 +51,9 @@ def test_the_alarm_column_is_the_live_series_alarm(tmp_path: Path) -> None:
     assert [r[0] for r in rows[1:]] == [stamp(i) for i in range(x.size)]
     alarm = np.array([int(r[3]) for r in rows[1:]])
     assert set(alarm.tolist()) <= {0, 1}
-    # the live series stage on the same readings, at its defaults (threshold 0.5, clear 3)
-    stage = SeriesStage(make_detector(), exclude=())
+    # the live series stage on the same readings, with the live settings
+    policy = live_policy()
+    stage = SeriesStage(make_detector(), threshold=policy.threshold, clear=policy.clear, exclude=())
     live = np.zeros(x.size, dtype=int)
     state = 0
     for i, v in enumerate(x):
