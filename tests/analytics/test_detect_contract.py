@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.base import Batch, Context
 from analytics.detectors import make_detector
-from analytics.offline import live_policy, read_table
-from analytics.series import SeriesStage
+from analytics.engine.base import Batch, Context
+from analytics.eval.offline import live_policy, read_table
+from analytics.stages.series import SeriesStage
 from ioc.cli import main as ioc_main
 
 T0 = 1_441_065_600.0  # 2015-09-01 00:00 UTC
