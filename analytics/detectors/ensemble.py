@@ -181,7 +181,7 @@ class EnsembleDetector(Detector):
         quiet: float = 0.5,
         escalate: float = 2.0,
         damping: float = 0.2,
-        warmup: int = 300,
+        warmup: int = 100,
         learn_after: int = 20,
         tz_offset_s: float = 0.0,
         seed: int = 0,
