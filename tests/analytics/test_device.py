@@ -7,6 +7,7 @@ import numpy as np
 from analytics.engine.base import Batch, Context
 from analytics.service.checkpoint import decode_state, encode_state
 from analytics.stages.device import RULE, DeviceStage
+from core import alert_text
 from core.types import Sensor, SensorKind
 
 T0 = 1_763_769_600.0
@@ -74,3 +75,21 @@ def test_unknown_sensors_and_single_metric_kinds_are_ignored_and_state_round_tri
     a = run(stage, more, context(2), start=300)
     b = run(copy, more, context(2), start=300)
     assert [(s.sensor, s.time, s.score) for s in a] == [(s.sensor, s.time, s.score) for s in b]
+
+
+def test_a_device_alert_reads_well_in_both_languages() -> None:
+    x = gauges(900, 2, break_at=700)
+    signals = run(DeviceStage(), x, context(2))
+    sig = next(s for s in signals if s.active and s.sensor == "wl0" and s.time >= T0 + 42_000)
+    alert = {
+        "rule": sig.rule,
+        "sensor": sig.sensor,
+        "area": "",
+        "metric": sig.metric,
+        "score": sig.score,
+        "severity": str(sig.severity),
+        "evidence": sig.evidence,
+    }
+    vi, en = alert_text.render(alert, "vi"), alert_text.render(alert, "en")
+    assert "mực nước, lượng mưa" in vi and "không còn biến đổi cùng nhau" in vi
+    assert "water level, rainfall" in en and "no longer move together" in en
