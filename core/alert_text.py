@@ -82,6 +82,8 @@ def render(alert: Mapping[str, Any], lang: Lang, sensor_name: str | None = None)
             return r.fire()
         if family == "camera":
             return r.camera()
+        if rule == "device.multivariate":
+            return r.device()
         if family == "health":
             return r.health(rule)
     except (KeyError, TypeError, ValueError, IndexError):
@@ -226,6 +228,12 @@ class _Renderer:
         if not parts:
             return self.say("alert.camera.unusual", when=window)
         return self.say("alert.camera", when=window, details="; ".join(parts))
+
+    def device(self) -> str:
+        names = [metric_name(str(m), self.lang) for m in self.ev["metrics"]]
+        return self.say(
+            "alert.device", metrics=", ".join(names), score=self.num(self.a.get("score"), 3)
+        )
 
     def health(self, rule: str) -> str:
         name = rule.split(".", 1)[1]

@@ -32,6 +32,7 @@ BENCHES: dict[str, str] = {
     "cluster": "benchmarks.cluster",
     "storage": "benchmarks.storage",
     "notify": "benchmarks.notify_latency",
+    "detect": "benchmarks.detect",
 }
 
 

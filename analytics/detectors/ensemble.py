@@ -22,12 +22,13 @@ threshold fits every series:
    that is not novel is damped.
 
 The surprises are added up (coinciding evidence counts) and mapped to a score in
-[0, 1] by ``s / (s + threshold)``: 0.5 is the alarm level.  From the warning level
-(``trigger`` times the threshold, score 0.375) on, later scores are damped until the
-series has been quiet (surprise below ``quiet`` times the threshold) for
-``refractory`` readings: one incident, one alarm (or one warning), however long the
-incident lasts, and a quick re-arm once it is over; a reading more than ``escalate``
-times as surprising as the incident's peak so far still alarms.
+[0, 1] by ``s / (s + threshold)``: 0.5 is the alarm level, the one operating point
+that the live service alarms at and that ``ioc eval nab`` scores.  From the alarm
+level on (``trigger`` times the threshold; below 1 a warning level would start it
+earlier), later scores are damped until the series has been quiet (surprise below
+``quiet`` times the threshold) for ``refractory`` readings: one incident, one alarm,
+however long the incident lasts, and a quick re-arm once it is over; a reading more
+than ``escalate`` times as surprising as the incident's peak so far still alarms.
 Memory: about 6.6 KB per series (daily and weekly profiles, prototypes, a few dozen scalars).
 Readings are scored against what was learned from earlier readings only, then
 learned.  The first ``warmup`` readings of a series score 0.
@@ -41,20 +42,68 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from analytics.detectors._ensemble_kernel import (
+    DAY,
+    DAY_BINS,
+    N_PARAMS,
+    P_ALPHA_LEVEL,
+    P_ALPHA_RUN,
+    P_ALPHA_SCALE,
+    P_ALPHA_SLOW,
+    P_COMBINE,
+    P_DAMPING,
+    P_ESCALATE,
+    P_EXCESS_MEMORY,
+    P_FAMILIAR_DAMPING,
+    P_LEARN_AFTER,
+    P_MAX_EXCESS,
+    P_PRIOR_K,
+    P_QUIET,
+    P_RANGE_MEMORY,
+    P_REFRACTORY,
+    P_RHO_FLOOR,
+    P_RUN_CAP,
+    P_SEASON_MARGIN,
+    P_SEASON_RATE,
+    P_TAIL_MEMORY,
+    P_TAIL_PRIOR,
+    P_THRESHOLD,
+    P_TIME_WEIGHT,
+    P_TRIGGER,
+    P_TZ,
+    P_VIGILANCE,
+    P_WARMUP,
+    WEEK_BINS_PER_DAY,
+    ensemble_steps,
+)
 from analytics.detectors._slots import VALUE_LIMIT, SlotArrays
 from analytics.detectors._tail import TailModel
 from analytics.engine.base import Detector, FloatArray, IntArray
 
-DAY = 86_400.0
-WEEK = 7 * DAY
-DAY_BINS = np.array([24, 48, 96, 144, 288], dtype=np.int64)  # bins of a daily profile
 MAX_DAY_BINS = int(DAY_BINS[-1])
-WEEK_BINS_PER_DAY = 48
-INTERVAL_READINGS = 32  # readings used to learn the sampling interval
 F8 = np.float64
 F4 = np.float32
 BoolArray = npt.NDArray[np.bool_]
-Index = IntArray | slice
+VIEWS = ("point", "run", "slow", "novel")
+# the float64 scalar columns, in the order the kernel unpacks them
+F8_COLUMNS = (
+    "peak",
+    "t_last",
+    "t_season",
+    "log_dt",
+    "level",
+    "off_d",
+    "off_w",
+    "err_l",
+    "err_d",
+    "err_w",
+    "run",
+    "slow",
+    "hi",
+    "lo",
+    "x_prev",
+    "vol",
+)
 
 
 class EnsembleDetector(Detector):
@@ -88,7 +137,8 @@ class EnsembleDetector(Detector):
     - ``trigger``: fraction of ``threshold`` (the warning level) at which a refractory
       period starts.
     - ``refractory``: quiet readings after an alarm before the next alarm may start;
-      until then scores are multiplied by ``damping``.
+      until then surprises are multiplied by ``damping`` before they become scores (an
+      alarm inside an incident needs ``1 / damping`` times the surprise).
     - ``quiet``: fraction of ``threshold`` below which a reading counts as quiet.
     - ``escalate``: a reading whose surprise exceeds this multiple of the incident's peak
       so far is not damped (a warning never hides a much worse alarm) and starts anew.
@@ -99,6 +149,8 @@ class EnsembleDetector(Detector):
     """
 
     name: ClassVar[str] = "ensemble"
+    # ``score_learn`` takes several readings of a slot in one call (in time order)
+    sequential: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -123,12 +175,12 @@ class EnsembleDetector(Detector):
         familiar_damping: float = 0.5,
         range_memory_s: float = 30 * DAY,
         combine: float = 1.0,
-        threshold: float = 19.0,
-        trigger: float = 0.6,
+        threshold: float = 11.3,
+        trigger: float = 1.0,
         refractory: int = 30,
-        quiet: float = 0.3,
+        quiet: float = 0.5,
         escalate: float = 2.0,
-        damping: float = 0.5,
+        damping: float = 0.2,
         warmup: int = 100,
         learn_after: int = 20,
         tz_offset_s: float = 0.0,
@@ -219,10 +271,46 @@ class EnsembleDetector(Detector):
         for tail in self._tails:
             spec.update(tail.columns())
         self._s = SlotArrays(spec)
+        params = np.zeros(N_PARAMS, dtype=F8)
+        for pos, value in (
+            (P_ALPHA_LEVEL, alpha_level),
+            (P_SEASON_RATE, season_rate),
+            (P_ALPHA_SCALE, alpha_scale),
+            (P_ALPHA_RUN, alpha_run),
+            (P_ALPHA_SLOW, alpha_slow),
+            (P_RUN_CAP, run_cap),
+            (P_SEASON_MARGIN, season_margin),
+            (P_VIGILANCE, vigilance),
+            (P_TIME_WEIGHT, time_weight),
+            (P_FAMILIAR_DAMPING, familiar_damping),
+            (P_RANGE_MEMORY, range_memory_s),
+            (P_COMBINE, combine),
+            (P_THRESHOLD, threshold),
+            (P_TRIGGER, trigger),
+            (P_REFRACTORY, refractory),
+            (P_QUIET, quiet),
+            (P_ESCALATE, escalate),
+            (P_DAMPING, damping),
+            (P_WARMUP, warmup),
+            (P_LEARN_AFTER, learn_after),
+            (P_TZ, tz_offset_s),
+            (P_TAIL_MEMORY, tail_memory),
+            (P_TAIL_PRIOR, tail_prior),
+            (P_RHO_FLOOR, rho_floor),
+            (P_MAX_EXCESS, max_excess),
+            (P_EXCESS_MEMORY, self._tails[0].excess_memory),
+            (P_PRIOR_K, self._tails[0].prior_k),
+        ):
+            params[pos] = value
+        self._params = params
+        self._levels = np.array([tail.u for tail in self._tails], dtype=F8)
+        self._alphas = np.array(self.shape_alphas, dtype=F8)
 
     # -- the contract ---------------------------------------------------------------
 
     def score_learn(self, slots: IntArray, times: FloatArray, values: FloatArray) -> FloatArray:
+        """Score then learn each reading in order; a slot may appear several times (its
+        readings in time order): one call can carry a whole series."""
         slots = np.asarray(slots, dtype=np.int64)
         x_all = np.asarray(values, dtype=F8)
         t_all = np.asarray(times, dtype=F8)
@@ -230,17 +318,41 @@ class EnsembleDetector(Detector):
         ok = np.isfinite(x_all) & np.isfinite(t_all)
         if not ok.any():
             return out
-        idx = slots[ok]
+        every = bool(ok.all())
+        idx = slots if every else slots[ok]
         if idx.min() < 0:
             raise ValueError("slots must be non-negative")
         self._s.ensure(int(idx.max()))
-        with np.errstate(all="ignore"):
-            # a sorted run of consecutive slots (a full round of the bank) is read as views
-            first_slot, last_slot = int(idx[0]), int(idx[-1])
-            run = last_slot - first_slot + 1 == idx.size and bool(np.all(np.diff(idx) == 1))
-            sel: Index = slice(first_slot, last_slot + 1) if run else idx
-            score = self._step(idx, sel, t_all[ok], np.clip(x_all[ok], -VALUE_LIMIT, VALUE_LIMIT))
-        out[ok] = np.nan_to_num(np.clip(score, 0.0, 1.0), nan=0.0)
+        t = t_all if every else t_all[ok]
+        x = np.clip(x_all if every else x_all[ok], -VALUE_LIMIT, VALUE_LIMIT)
+        got = np.empty(idx.size, dtype=F8)
+        views = np.empty((4, idx.size), dtype=F8)
+        c = self._s.cols
+        ensemble_steps(
+            idx,
+            t,
+            x,
+            got,
+            views,
+            self._params,
+            self._levels,
+            self._alphas,
+            (c["n"], c["refr"], c["bins"]),
+            tuple(c[name] for name in F8_COLUMNS),
+            tuple(c[f"avg{k}"] for k in range(len(self.shape_alphas))),
+            tuple(c[f"{key}_{part}"] for key in VIEWS for part in ("rho", "mean", "sq", "k")),
+            c["day"],
+            c["day_n"],
+            c["week"],
+            c["week_n"],
+            c["proto"],
+            c["proto_n"],
+            c["proto_t"],
+        )
+        self.last_views = (idx, views)  # diagnostics: which view spoke, for the last call
+        if every:
+            return got
+        out[ok] = got
         return out
 
     def get_state(self) -> dict[str, Any]:
@@ -248,183 +360,3 @@ class EnsembleDetector(Detector):
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self._s.set_state(state)
-
-    # -- one round: every slot at most once -------------------------------------------
-
-    def _step(self, idx: IntArray, sel: Index, t: FloatArray, x: FloatArray) -> FloatArray:
-        c = self._s.cols
-        n = c["n"][sel]
-        first = n == 0
-        a_n = 1.0 / (n + 1.0)
-        live = (n >= self.learn_after).astype(F8)
-
-        # sampling interval (geometric mean of the first gaps) -> bins of the profiles
-        dt = np.where(first, 0.0, t - c["t_last"][sel])
-        log_dt = c["log_dt"][sel]
-        learn_dt = (n >= 1) & (n <= INTERVAL_READINGS) & (dt > 0)
-        log_dt = np.where(
-            learn_dt, log_dt + (np.log(np.maximum(dt, 1e-3)) - log_dt) / np.maximum(n, 1), log_dt
-        )
-        bins = c["bins"][sel]
-        fix = n == INTERVAL_READINGS + 1
-        if fix.any():
-            per_day = DAY / np.maximum(np.exp(log_dt[fix]), 1.0)
-            k = np.searchsorted(DAY_BINS, per_day, side="right") - 1
-            bins[fix] = DAY_BINS[np.clip(k, 0, DAY_BINS.size - 1)]
-        seasonal = bins > 0
-        # a profile forecasts only once it has seen a whole period (a day, a week): before
-        # that its bins hold only this period's earlier readings, a different forecaster
-        t_season = np.where(fix, t, c["t_season"][sel])
-        watched = t - t_season
-        nb = np.maximum(bins, 1)
-        local = t + self.tz_offset_s
-        bd = (np.floor(np.mod(local, DAY) / DAY * nb).astype(np.int64)) % nb
-        nw = np.minimum(nb, WEEK_BINS_PER_DAY)
-        bw = (np.floor(np.mod(local, WEEK) / DAY * nw).astype(np.int64)) % (7 * nw)
-
-        # three forecasts; the one with the smallest typical error is used
-        day, day_n, week, week_n = c["day"], c["day_n"], c["week"], c["week_n"]
-        pd, pd_n = day[idx, bd].astype(F8), day_n[idx, bd]
-        pw, pw_n = week[idx, bw].astype(F8), week_n[idx, bw]
-        level = np.where(first, x, c["level"][sel])
-        off_d, off_w = c["off_d"][sel], c["off_w"][sel]
-        has_d = seasonal & (pd_n > 0) & (watched >= DAY)
-        has_w = seasonal & (pw_n > 0) & (watched >= WEEK)
-        e_l = x - level
-        e_d = np.where(has_d, x - pd - off_d, e_l)
-        e_w = np.where(has_w, x - pw - off_w, e_l)
-        err_l, err_d, err_w = c["err_l"][sel], c["err_d"][sel], c["err_w"][sel]
-        use_d = seasonal & (err_d < err_l * self.season_margin)
-        use_w = seasonal & (err_w < np.minimum(err_l, err_d) * self.season_margin)
-        err = np.where(use_w, e_w, np.where(use_d, e_d, e_l))
-        typical = np.where(use_w, err_w, np.where(use_d, err_d, err_l))
-        floor = 0.05 * err_l + 1e-9 * np.abs(level) + 1e-12
-        r_point = np.where(first, 0.0, np.minimum(np.abs(err) / np.maximum(typical, floor), 1e6))
-        # the short run view sees a reading's error only up to ``run_cap``: a single
-        # extreme reading is the point view's evidence, not also the run view's
-        run = c["run"][sel] + self.alpha_run * (np.minimum(r_point, self.run_cap) - c["run"][sel])
-        slow = c["slow"][sel] + self.alpha_slow * (np.minimum(r_point, 10.0) - c["slow"][sel])
-
-        # the range of the series (slowly forgetting) for the shape memory
-        hi = np.where(first, x, c["hi"][sel])
-        lo = np.where(first, x, c["lo"][sel])
-        novelty, novel = self._novelty(idx, sel, x, local, n, first, hi, lo, live)
-
-        point_tail, run_tail, slow_tail, novel_tail = self._tails
-        s_point = point_tail.surprise_learn(self._s, sel, r_point, n, live)
-        s_point = np.where(novel, s_point, s_point * self.familiar_damping)
-        s_run = run_tail.surprise_learn(self._s, sel, run, n, live)
-        s_slow = slow_tail.surprise_learn(self._s, sel, slow, n, live)
-        s_novel = novel_tail.surprise_learn(self._s, sel, novelty, n, live)
-        views = np.stack([s_point, s_run, s_slow, s_novel])
-        self.last_views = (idx, views)  # diagnostics: which view spoke, for the last round
-        top = views.max(axis=0)
-        surprise = top + self.combine * (views.sum(axis=0) - top)
-
-        warm = n >= self.warmup
-        score = np.where(warm, surprise / (surprise + self.threshold), 0.0)
-        refr = c["refr"][sel]
-        # ... unless the incident gets markedly worse than its peak so far
-        peak = c["peak"][sel]
-        worse = (refr > 0) & (surprise > self.escalate * peak)
-        fire = warm & (surprise >= self.threshold * self.trigger) & ((refr == 0) | worse)
-        score = np.where((refr > 0) & ~worse, score * self.damping, score)
-        c["peak"][sel] = np.where(
-            fire, surprise, np.where(refr > 0, np.maximum(peak, surprise), 0.0)
-        )
-        # the refractory period counts quiet readings only: it outlasts the incident
-        calm = surprise < self.threshold * self.quiet
-        c["refr"][sel] = np.where(
-            fire, self.refractory, np.where(calm, np.maximum(refr - 1, 0), refr)
-        )
-
-        # learn
-        a = np.maximum(self.alpha_level, a_n)
-        a_err = np.maximum(self.alpha_scale, a_n)
-        c["level"][sel] = level + a * e_l
-        c["off_d"][sel] = np.where(has_d, off_d + a * (x - pd - off_d), 0.0)
-        c["off_w"][sel] = np.where(has_w, off_w + a * (x - pw - off_w), 0.0)
-        c["err_l"][sel] = err_l + a_err * (np.abs(e_l) - err_l)
-        c["err_d"][sel] = err_d + a_err * (np.abs(e_d) - err_d)
-        c["err_w"][sel] = err_w + a_err * (np.abs(e_w) - err_w)
-        if seasonal.any():
-            si, xs = idx[seasonal], x[seasonal]
-            sbd, sbw = bd[seasonal], bw[seasonal]
-            g = np.maximum(self.season_rate, 1.0 / (pd_n[seasonal] + 1.0))
-            day[si, sbd] = pd[seasonal] + g * (xs - pd[seasonal])
-            day_n[si, sbd] = pd_n[seasonal] + 1
-            g = np.maximum(self.season_rate, 1.0 / (pw_n[seasonal] + 1.0))
-            week[si, sbw] = pw[seasonal] + g * (xs - pw[seasonal])
-            week_n[si, sbw] = pw_n[seasonal] + 1
-        forget = np.clip(dt / self.range_memory_s, 0.0, 1.0)
-        c["hi"][sel] = np.maximum(x, hi - forget * np.maximum(hi - level, 0.0))
-        c["lo"][sel] = np.minimum(x, lo + forget * np.maximum(level - lo, 0.0))
-        c["run"][sel] = run
-        c["slow"][sel] = slow
-        c["log_dt"][sel] = log_dt
-        c["bins"][sel] = bins
-        c["t_season"][sel] = t_season
-        c["t_last"][sel] = t
-        c["n"][sel] = n + 1
-        return score
-
-    def _novelty(
-        self,
-        idx: IntArray,
-        sel: Index,
-        x: FloatArray,
-        local: FloatArray,
-        n: IntArray,
-        first: BoolArray,
-        hi: FloatArray,
-        lo: FloatArray,
-        live: FloatArray,
-    ) -> tuple[FloatArray, BoolArray]:
-        """Distance of the current shape from the nearest prototype (in vigilances); learn it."""
-        c = self._s.cols
-        span = np.maximum(hi - lo, 1e-9 * (np.abs(hi) + 1.0))
-        x_prev = np.where(first, x, c["x_prev"][sel])
-        coords = [(x - lo) / span]
-        for k, a in enumerate(self.shape_alphas):
-            avg = np.where(first, x, c[f"avg{k}"][sel])
-            avg = avg + a * (x - avg)
-            c[f"avg{k}"][sel] = avg
-            coords.append((avg - lo) / span)
-        vol = np.where(first, 0.0, c["vol"][sel])
-        vol = vol + 0.1 * (np.abs(x - x_prev) - vol)
-        c["vol"][sel] = vol
-        c["x_prev"][sel] = x
-        angle = 2.0 * np.pi * np.mod(local, DAY) / DAY
-        coords += [vol / span, self.time_weight * np.cos(angle), self.time_weight * np.sin(angle)]
-        shape = np.clip(np.stack(coords), -1e6, 1e6).astype(F4)  # (dims, m)
-        # prototypes are stored dimension-major, (slot, dim, prototype): the distance is
-        # a running maximum over a few contiguous (m, prototypes) planes
-        proto = c["proto"].reshape(c["proto"].shape[0], self._dims, self.prototypes)
-        proto_n, proto_t = c["proto_n"], c["proto_t"]
-        mine = proto[sel]
-        count = proto_n[sel]
-        dist = np.abs(mine[:, 0, :] - shape[0][:, None])
-        plane = np.empty_like(dist)
-        for d in range(1, self._dims):
-            np.subtract(mine[:, d, :], shape[d][:, None], out=plane)
-            np.abs(plane, out=plane)
-            np.maximum(dist, plane, out=dist)
-        dist = np.where(count > 0, dist, np.inf)
-        best = np.argmin(dist, axis=1)
-        rows = np.arange(idx.size)
-        nearest = dist[rows, best].astype(F8)
-        learning = live > 0
-        matched = nearest <= self.vigilance
-        novel = learning & ~matched
-        novelty = np.where(learning & np.isfinite(nearest), nearest / self.vigilance, 0.0)
-        # learn: move the matching prototype, or replace the least used (then oldest) one
-        weakest = np.argmin(np.where(count > 0, count * 1e9 + proto_t[sel], -1.0), axis=1)
-        k = np.where(matched, best, weakest)
-        old = mine[rows, :, k]  # (m, dims)
-        seen = np.where(matched, count[rows, k], 0.0)
-        rate = (1.0 / np.minimum(seen + 1.0, 50.0)).astype(F4)
-        now = shape.T
-        proto[idx, :, k] = np.where(matched[:, None], old + rate[:, None] * (now - old), now)
-        proto_n[idx, k] = seen + 1.0
-        proto_t[idx, k] = n.astype(F8)
-        return novelty, novel

@@ -227,13 +227,19 @@ class ProfileResult:
 
 
 def score_corpus(
-    files: Sequence[LabelledFile], scores: Sequence[FloatArray], profile: Profile
+    files: Sequence[LabelledFile],
+    scores: Sequence[FloatArray],
+    profile: Profile,
+    threshold: float | None = None,
 ) -> ProfileResult:
-    """Choose the profile's best shared threshold and score every file with it."""
-    threshold, raw = sweep(files, scores, profile).best()
+    """Score every file at ``threshold``; without one, at the profile's best shared threshold
+    (NAB's own rule, which lets every detector choose its threshold after the fact)."""
+    if threshold is None:
+        threshold = sweep(files, scores, profile).best()[0]
     per_file = {
         f.name: file_score(f, s, threshold, profile) for f, s in zip(files, scores, strict=True)
     }
+    raw = sum(per_file.values())
     detections = {
         f.name: int(np.count_nonzero(f.scored & (np.asarray(s) >= threshold)))
         for f, s in zip(files, scores, strict=True)

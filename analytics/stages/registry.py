@@ -12,6 +12,7 @@ from analytics.alerts.spatial import Corroborator, parse_radius
 from analytics.config import AnalyticsSettings
 from analytics.engine.base import Context, Stage
 from analytics.engine.pipeline import Pipeline
+from analytics.stages.device import DeviceStage
 from analytics.stages.domain import build_domain_stages
 from analytics.stages.health import HealthStage
 from analytics.stages.rules import load_rules
@@ -32,6 +33,17 @@ def _series(settings: AnalyticsSettings) -> list[Stage]:
             debounce=settings.analytics_series_debounce,
             clear=settings.analytics_series_clear,
             exclude=settings.series_exclude,
+        )
+    ]
+
+
+def _device(settings: AnalyticsSettings) -> list[Stage]:
+    return [
+        DeviceStage(
+            threshold=settings.analytics_series_threshold,
+            critical=settings.analytics_series_critical,
+            debounce=settings.analytics_series_debounce,
+            clear=settings.analytics_series_clear,
         )
     ]
 
@@ -69,6 +81,7 @@ def domain_stages() -> list[Stage]:
 STAGES: dict[str, Callable[[AnalyticsSettings], list[Stage]]] = {
     "rules": _rules,
     "series": _series,
+    "device": _device,
     "health": _health,
     "domain": _domain,
     **{name: _one_domain(stage) for name, stage in DOMAIN_NAMES.items()},
@@ -82,7 +95,8 @@ def build_stages(settings: AnalyticsSettings) -> list[Stage]:
         build = STAGES.get(name)
         if build is None:
             raise ValueError(
-                f"unknown stage {name!r}: use rules, series, health, domain (or aqi, fire, camera)"
+                f"unknown stage {name!r}: use rules, series, device, health, domain "
+                "(or aqi, fire, camera)"
             )
         stages.extend(build(settings))
     return stages

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analytics.detectors import make_detector
+from analytics.detectors.alarm import ALARM_COLUMNS, AlarmPolicy
 from analytics.detectors.robust_z import RobustZ
 from analytics.engine.base import (
     Batch,
@@ -86,59 +87,16 @@ class SeriesStage(Stage):
         self.band_width = band_width
         self.band_warmup = band_warmup
         self.max_hold_s = max_hold_s
-        self.index = SeriesIndex()
-        self._c = Columns(
-            {
-                "n": (np.int64, 0),
-                "mean": (np.float64, 0.0),
-                "mad": (np.float64, 0.0),
-                "hits": (np.int64, 0),
-                "calm": (np.int64, 0),
-                "active": (np.bool_, False),
-                "since": (np.float64, np.nan),
-                "low": (np.float64, np.nan),
-                "high": (np.float64, np.nan),
-            }
+        self.policy = AlarmPolicy(
+            threshold, debounce, clear, band_alpha, band_width, band_warmup, max_hold_s
         )
+        self.index = SeriesIndex()
+        self._c = Columns(ALARM_COLUMNS)
         self._watched = np.zeros(0, dtype=bool)
 
     def share(self, series: SeriesIndex, sensors: SensorIndex) -> None:
         """Use the pipeline's indexes (before any reading is processed)."""
         self.index = series
-
-    # -- the robust running band (expected range) -------------------------------
-
-    def _band(self, s: IntArray) -> tuple[FloatArray, FloatArray, np.ndarray[Any, Any]]:
-        c = self._c
-        spread = self.band_width * (1.4826 * c["mad"][s] + 1e-9 * (1.0 + np.abs(c["mean"][s])))
-        ready = c["n"][s] >= self.band_warmup
-        return c["mean"][s] - spread, c["mean"][s] + spread, ready
-
-    def _learn_band(self, s: IntArray, x: FloatArray) -> None:
-        c = self._c
-        n, mean, mad = c["n"][s], c["mean"][s], c["mad"][s]
-        a = np.maximum(self.band_alpha, 1.0 / (n + 1.0))
-        sigma = 1.4826 * mad + 1e-9 * (1.0 + np.abs(mean))
-        d = x - mean
-        dc = np.where(n >= 3, np.clip(d, -4 * sigma, 4 * sigma), d)
-        c["mean"][s] = mean + a * dc
-        c["mad"][s] = mad + a * (np.abs(dc) - mad)
-        c["n"][s] = n + 1
-
-    def _expected(self, s: IntArray) -> tuple[FloatArray, FloatArray, np.ndarray[Any, Any]]:
-        """The detector's expected range when it offers one, else the running band."""
-        lo, hi, ready = self._band(s)
-        offer = getattr(self.detector, "expected_range", None)
-        if callable(offer):
-            try:
-                dlo, dhi = offer(s)
-                dlo, dhi = np.asarray(dlo, dtype=np.float64), np.asarray(dhi, dtype=np.float64)
-                ok = np.isfinite(dlo) & np.isfinite(dhi)
-                lo, hi = np.where(ok, dlo, lo), np.where(ok, dhi, hi)
-                ready = ready | ok
-            except Exception:  # the detector's optional hook must not stop the stage
-                logger.warning("detector %s: expected_range failed", self.detector.name)
-        return lo, hi, ready
 
     # -- processing -------------------------------------------------------------------
 
@@ -168,34 +126,9 @@ class SeriesStage(Stage):
     def _round(
         self, p: IntArray, s: IntArray, t: FloatArray, x: FloatArray, out: StageOutput
     ) -> None:
-        c = self._c
         scores = np.clip(np.nan_to_num(self.detector.score_learn(s, t, x)), 0.0, 1.0)
-        lo, hi, ready = self._expected(s)
-        lo, hi = np.where(ready, lo, -np.inf), np.where(ready, hi, np.inf)
-        active = c["active"][s]
-        anom = scores >= self.threshold
-        frozen_lo = np.where(active, c["low"][s], lo)
-        frozen_hi = np.where(active, c["high"][s], hi)
-        outside_frozen = active & ((x < frozen_lo) | (x > frozen_hi))
-        bad = anom | outside_frozen
-        calm = np.where(bad, 0, c["calm"][s] + 1)
-        hits = np.where(anom, c["hits"][s] + 1, np.where(calm >= self.clear, 0, c["hits"][s]))
-        opened = ~active & (hits >= self.debounce)
-        cleared = active & (calm >= self.clear)
-        now_active = (active | opened) & ~cleared
-        c["calm"][s] = calm
-        c["hits"][s] = np.where(cleared, 0, hits)
-        c["active"][s] = now_active
-        c["since"][s] = np.where(opened, t, np.where(now_active, c["since"][s], np.nan))
-        # the expected range is frozen at the onset of an episode
-        c["low"][s] = np.where(opened, lo, c["low"][s])
-        c["high"][s] = np.where(opened, hi, c["high"][s])
-        hold_over = now_active & (t - c["since"][s] > self.max_hold_s)
-        learn = ~now_active | hold_over
-        if learn.any():
-            self._learn_band(s[learn], x[learn])
-        c["low"][s] = np.where(hold_over, lo, c["low"][s])
-        c["high"][s] = np.where(hold_over, hi, c["high"][s])
+        step = self.policy.step(self._c.cols, s, t, x, scores, self.detector)
+        bad, opened, cleared, now_active = step.bad, step.opened, step.cleared, step.active
         emit = np.flatnonzero((opened | (now_active & bad)) | cleared)
         for j in emit:
             slot = int(s[j])

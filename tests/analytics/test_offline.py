@@ -47,7 +47,7 @@ def test_detect_writes_one_scored_row_per_input_row(tmp_path: Path) -> None:
     assert ioc_main(["detect", "--input", str(src), "--output", str(dst)]) == 0
     with dst.open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["timestamp", "value", "anomaly_score"]
+    assert rows[0] == ["timestamp", "value", "anomaly_score", "alarm"]
     series = read_series(src)
     assert [r[0] for r in rows[1:]] == series.timestamps
     got = np.array([float(r[2]) for r in rows[1:]])
