@@ -113,7 +113,8 @@ def page(city: tuple[ApiServer, int]) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = b.new_context(viewport={"width": 1920, "height": 1080}).new_page()
+        # bypass_csp: wait_for_function evaluates strings, which the dashboard's CSP forbids
+        pg = b.new_context(viewport={"width": 1920, "height": 1080}, bypass_csp=True).new_page()
         yield pg
         b.close()
 
