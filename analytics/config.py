@@ -89,7 +89,7 @@ class AnalyticsSettings(Settings):
         default=None, description="rules file (TOML, JSON or YAML); default: built-in Hanoi rules"
     )
     analytics_stages: str = Field(
-        default="rules,series,device,health,domain",
+        default="rules,series,health,domain",
         description="stages to run: rules, series, device (several metrics of a device "
         "together), health, domain (= aqi, fire, camera)",
     )

@@ -13,6 +13,7 @@ from types import FrameType
 from pydantic import ValidationError
 
 from core.logs import setup_logging
+from ingest import memory
 from ingest.config import IngestSettings
 
 logger = logging.getLogger("ingest")
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.service import Ingestor  # after logging is set up
 
     tune_gc()
+    memory.pin_mmap_threshold()  # multi-megabyte payloads never stay on the heap
 
     stop = threading.Event()
 
