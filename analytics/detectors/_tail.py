@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.detectors._slots import SlotArrays
 from analytics.engine.base import FloatArray, IntArray
+from analytics.engine.slots import SlotArrays
 
 
 @dataclass(frozen=True, slots=True)

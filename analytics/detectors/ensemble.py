@@ -76,9 +76,9 @@ from analytics.detectors._ensemble_kernel import (
     WEEK_BINS_PER_DAY,
     ensemble_steps,
 )
-from analytics.detectors._slots import VALUE_LIMIT, SlotArrays
 from analytics.detectors._tail import TailModel
 from analytics.engine.base import Detector, FloatArray, IntArray
+from analytics.engine.slots import VALUE_LIMIT, SlotArrays
 
 MAX_DAY_BINS = int(DAY_BINS[-1])
 F8 = np.float64

@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import chdtrc
 
-from analytics.detectors._slots import VALUE_LIMIT, SlotArrays
 from analytics.detectors._tail import TailModel
 from analytics.engine.base import FloatArray, IntArray
+from analytics.engine.slots import VALUE_LIMIT, SlotArrays
 
 F8 = np.float64
 

@@ -12,7 +12,7 @@ from analytics.engine.base import (
     FloatArray,
     IntArray,
 )
-from analytics.engine.slots import Columns
+from analytics.engine.slots import SlotArrays
 
 
 class RobustZ(Detector):
@@ -38,7 +38,9 @@ class RobustZ(Detector):
         self.clip = clip
         self.z_half = z_half
         self.seed = seed
-        self._c = Columns({"n": (np.int64, 0), "mean": (np.float64, 0.0), "mad": (np.float64, 0.0)})
+        self._c = SlotArrays(
+            {"n": (0, np.int64, 0), "mean": (0, np.float64, 0.0), "mad": (0, np.float64, 0.0)}
+        )
 
     def score_learn(self, slots: IntArray, times: FloatArray, values: FloatArray) -> FloatArray:
         out = np.zeros(slots.size, dtype=np.float64)
@@ -46,7 +48,7 @@ class RobustZ(Detector):
         if not ok.any():
             return out
         s, x = slots[ok], values[ok]
-        self._c.ensure(int(s.max()) + 1)
+        self._c.ensure(int(s.max()))
         n, mean, mad = self._c["n"][s], self._c["mean"][s], self._c["mad"][s]
         sigma = 1.4826 * mad + 1e-6 * (1.0 + np.abs(mean))
         d = x - mean

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from analytics.detectors._slots import VALUE_LIMIT, SlotArrays
 from analytics.engine.base import Detector, FloatArray, IntArray
+from analytics.engine.slots import VALUE_LIMIT, SlotArrays
 
 
 class EwmaZScore(Detector):

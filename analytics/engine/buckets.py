@@ -9,13 +9,13 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from analytics.engine.base import (
     Batch,
     FloatArray,
     IntArray,
 )
+from analytics.engine.slots import SlotArrays
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +60,6 @@ def take(items: list[str], pos: IntArray) -> list[str]:
     return list(map(items.__getitem__, pos.tolist()))
 
 
-def grow(a: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
-    if a.shape[0] >= n:
-        return a
-    cap = max(n, 2 * a.shape[0], 16)
-    extra = np.full((cap - a.shape[0], *a.shape[1:]), fill, dtype=a.dtype)
-    return np.concatenate([a, extra])
-
-
 @dataclass(frozen=True, slots=True)
 class Closed:
     """Buckets that are complete, sorted by (station, bucket)."""
@@ -99,22 +91,39 @@ class Buckets:
 
     def __init__(self, channels: int) -> None:
         self.channels = channels
-        self.open = np.full(0, -1, np.int64)
-        self.closed_upto = np.full(0, NEVER, np.int64)
-        self.sums = np.zeros((0, channels))
-        self.counts = np.zeros((0, channels), np.int64)
+        self.slots = SlotArrays(
+            {
+                "open": (0, np.int64, -1),
+                "closed_upto": (0, np.int64, NEVER),
+                "sums": (channels, np.float64, 0.0),
+                "counts": (channels, np.int64, 0),
+            }
+        )
 
-    def grow(self, n: int) -> None:
-        self.open = grow(self.open, n, -1)
-        self.closed_upto = grow(self.closed_upto, n, NEVER)
-        self.sums = grow(self.sums, n, 0.0)
-        self.counts = grow(self.counts, n, 0)
+    @property
+    def open(self) -> IntArray:
+        return self.slots.cols["open"]
+
+    @property
+    def closed_upto(self) -> IntArray:
+        return self.slots.cols["closed_upto"]
+
+    @property
+    def sums(self) -> FloatArray:
+        return self.slots.cols["sums"]
+
+    @property
+    def counts(self) -> IntArray:
+        return self.slots.cols["counts"]
+
+    def ensure(self, max_station: int) -> None:
+        self.slots.ensure(max_station)
 
     def add(
         self, st: IntArray, bucket: IntArray, ch: IntArray, val: FloatArray
     ) -> tuple[Closed, int]:
         """Add readings; return the buckets they completed and how many readings came too late."""
-        self.grow(int(st.max()) + 1 if st.size else 0)
+        self.ensure(int(st.max()) if st.size else -1)
         opened = self.open[st]
         late = (bucket <= self.closed_upto[st]) | ((opened >= 0) & (bucket < opened))
         n_late = int(late.sum())
@@ -127,8 +136,8 @@ class Buckets:
         if (bucket == self.open[st]).all():  # the usual case: nothing completes
             n = self.open.size
             flat = st * c + ch
-            self.sums += np.bincount(flat, weights=val, minlength=n * c).reshape(n, c)
-            self.counts += np.bincount(flat, minlength=n * c).reshape(n, c)
+            self.sums[:] += np.bincount(flat, weights=val, minlength=n * c).reshape(n, c)
+            self.counts[:] += np.bincount(flat, minlength=n * c).reshape(n, c)
             return empty_closed(c), n_late
         newest = self.open.copy()
         np.maximum.at(newest, st, bucket)
@@ -171,15 +180,7 @@ class Buckets:
         return out
 
     def get_state(self, n: int) -> dict[str, Any]:
-        return {
-            "open": self.open[:n].copy(),
-            "closed_upto": self.closed_upto[:n].copy(),
-            "sums": self.sums[:n].copy(),
-            "counts": self.counts[:n].copy(),
-        }
+        return self.slots.head(n)
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        self.open = np.asarray(state["open"], np.int64).copy()
-        self.closed_upto = np.asarray(state["closed_upto"], np.int64).copy()
-        self.sums = np.asarray(state["sums"], np.float64).reshape(-1, self.channels).copy()
-        self.counts = np.asarray(state["counts"], np.int64).reshape(-1, self.channels).copy()
+        self.slots.set_state(state)

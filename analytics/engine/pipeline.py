@@ -19,7 +19,7 @@ import numpy as np
 
 from analytics.alerts.spatial import Corroborator, Upgrade
 from analytics.engine.base import Batch, Context, Signal, Stage, StageOutput
-from analytics.engine.slots import Columns, SensorIndex, SeriesIndex
+from analytics.engine.slots import SensorIndex, SeriesIndex, SlotArrays
 from core.types import Reading
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,14 @@ class Pipeline:
             share = getattr(stage, "share", None)
             if callable(share):
                 share(self._seen, self.sensor_index)
-        self._last = Columns({"t": (np.float64, -np.inf)})
+        self._last = SlotArrays({"t": (0, np.float64, -np.inf)})
         self.errors: dict[str, int] = {}
 
     def _dedupe(self, batch: Batch) -> tuple[Batch, int]:
         """Time-order the batch; drop readings not newer than their series' last one."""
         n = len(batch)
         slots = self._seen.lookup(batch.sensor, batch.metric)
-        self._last.ensure(len(self._seen))
+        self._last.ensure(len(self._seen) - 1)
         order = np.lexsort((batch.time, slots))  # by series, then time
         s, t = slots[order], batch.time[order]
         first = np.r_[True, (s[1:] != s[:-1]) | (t[1:] != t[:-1])]
@@ -165,7 +165,7 @@ class Pipeline:
             self._seen.restore(p["seen"])
             self.sensor_index.restore(p.get("sensors", []))
             self._last.set_state(p["last"])
-            self._last.ensure(len(self._seen))
+            self._last.ensure(len(self._seen) - 1)
             self.corroborator.set_state(p["corroborator"])
             self.clock.observe(float(p["watermark"]))
         for stage in self.stages:

@@ -1,4 +1,4 @@
-"""Per-slot state: numpy columns that grow with new slots, and the (sensor, metric) and sensor indexes."""
+"""Per-slot state: numpy arrays that grow with new slots, and the (sensor, metric) and sensor indexes."""
 
 from __future__ import annotations
 
@@ -6,44 +6,93 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from analytics.engine.base import (
-    IntArray,
-)
+from analytics.engine.base import IntArray
+
+# readings are clipped to this magnitude so that squares and sums stay finite
+VALUE_LIMIT = 1e100
+
+Array = npt.NDArray[Any]
+Width = int | tuple[int, ...]
 
 
-class Columns:
-    """Per-slot numpy columns that grow (doubling) as new slots appear."""
+def _tail(width: Width) -> tuple[int, ...]:
+    if isinstance(width, tuple):
+        return width
+    return () if width == 0 else (width,)
 
-    def __init__(self, spec: Mapping[str, tuple[type, float]]) -> None:
-        self.spec = dict(spec)
-        self.size = 0
-        self.cols: dict[str, np.ndarray[Any, Any]] = {
-            k: np.full(0, fill, dtype=dt) for k, (dt, fill) in self.spec.items()
-        }
 
-    def ensure(self, n: int) -> None:
-        if n <= self.size:
+class SlotArrays:
+    """Named numpy arrays whose first axis is the slot, grown (doubling) when a higher slot appears.
+
+    The one per-slot state of the engine: stages and detectors keep what they know of
+    each series, sensor or station here. ``spec`` maps a column name to
+    ``(width, dtype, fill)``: width 0 is one value per slot, ``k`` a row of ``k`` values
+    per slot (e.g. a seasonal profile), a tuple a block of that shape per slot. New
+    slots start at their fill values.
+
+    Two checkpoint forms: ``get_state()`` holds every column at full capacity and the
+    capacity; ``head(n)`` the first ``n`` slots only. ``set_state`` reads both (the
+    capacity, when absent, is the columns' length) and fills a column the checkpoint
+    does not have (it was written before the column existed).
+    """
+
+    def __init__(self, spec: Mapping[str, tuple[Width, type, Any]]) -> None:
+        self.spec = {name: (_tail(w), dtype, fill) for name, (w, dtype, fill) in spec.items()}
+        self.capacity = 0
+        self.cols: dict[str, Array] = {name: self._new(name, 0) for name in self.spec}
+
+    def _new(self, name: str, rows: int) -> Array:
+        tail, dtype, fill = self.spec[name]
+        return np.full((rows, *tail), fill, dtype=dtype)
+
+    def __getitem__(self, name: str) -> Array:
+        return self.cols[name]
+
+    def ensure(self, max_slot: int) -> None:
+        """Make room for slots ``0..max_slot``."""
+        if max_slot < self.capacity:
             return
-        cap = max(64, 2 * self.size, n)
-        for k, (dt, fill) in self.spec.items():
-            new: np.ndarray[Any, Any] = np.full(cap, fill, dtype=dt)
-            new[: self.size] = self.cols[k][: self.size]
-            self.cols[k] = new
-        self.size = cap
-
-    def __getitem__(self, key: str) -> np.ndarray[Any, Any]:
-        return self.cols[key]
+        if max_slot >= 1 << 31:
+            raise ValueError(f"slot {max_slot} is too large")
+        capacity = max(16, self.capacity * 2, max_slot + 1)
+        for name, old in self.cols.items():
+            new = self._new(name, capacity)
+            new[: self.capacity] = old
+            self.cols[name] = new
+        self.capacity = capacity
 
     def get_state(self) -> dict[str, Any]:
-        return {k: v.copy() for k, v in self.cols.items()}
+        return {"capacity": self.capacity, **{k: v.copy() for k, v in self.cols.items()}}
+
+    def head(self, n: int) -> dict[str, Array]:
+        """The first ``n`` slots of every column (a checkpoint of the slots in use)."""
+        return {k: v[:n].copy() for k, v in self.cols.items()}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        sizes = {len(np.asarray(state[k])) for k in self.spec}
-        if len(sizes) != 1:
-            raise ValueError("checkpointed columns differ in length")
-        self.size = sizes.pop()
-        self.cols = {k: np.array(state[k], dtype=dt) for k, (dt, _) in self.spec.items()}
+        present = [name for name in self.spec if name in state]
+        if "capacity" in state:
+            capacity = int(state["capacity"])
+        elif present:
+            capacity = len(np.asarray(state[present[0]]))
+        else:
+            raise ValueError("the checkpoint holds none of these columns")
+        cols: dict[str, Array] = {}
+        for name, (tail, dtype, _) in self.spec.items():
+            if name not in state:
+                cols[name] = self._new(name, capacity)
+                continue
+            arr: Array = np.array(state[name], dtype=dtype)
+            if arr.ndim == 1 and len(tail) > 0 and arr.size == capacity * int(np.prod(tail)):
+                arr = arr.reshape(capacity, *tail)  # a block stored flat
+            if arr.shape != (capacity, *tail):
+                raise ValueError(
+                    f"state column {name!r} has shape {arr.shape}, expected {(capacity, *tail)}"
+                )
+            cols[name] = arr
+        self.cols = cols
+        self.capacity = capacity
 
 
 class SeriesIndex:

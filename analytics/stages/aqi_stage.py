@@ -18,7 +18,8 @@ from analytics.engine.base import (
     StageOutput,
     rounds,
 )
-from analytics.engine.buckets import Buckets, Closed, Registry, grow, select, take
+from analytics.engine.buckets import Buckets, Closed, Registry, select, take
+from analytics.engine.slots import SlotArrays
 from analytics.stages import aqi
 from analytics.stages.common import TZ, local_time, place_name, rounded, utc_time
 from core.types import AlertClass, Reading, Severity
@@ -67,21 +68,20 @@ class AqiStage(Stage):
         self._reg = Registry()
         self._buckets = Buckets(len(aqi.POLLUTANTS))
         h = self.RING_HOURS
-        self._ring = np.full((0, len(aqi.POLLUTANTS), h), np.nan)
-        self._ring_hour = np.full((0, h), -1, np.int64)
-        self._level = np.full(0, -1, np.int64)
-        self._below = np.zeros(0, np.int64)
-        self._last_day = np.full(0, -1, np.int64)
-        self._day_done = np.full(0, -1, np.int64)
+        self._cols = SlotArrays(
+            {
+                "ring": ((len(aqi.POLLUTANTS), h), np.float64, np.nan),
+                "ring_hour": (h, np.int64, -1),
+                "level": (0, np.int64, -1),
+                "below": (0, np.int64, 0),
+                "last_day": (0, np.int64, -1),
+                "day_done": (0, np.int64, -1),
+            }
+        )
 
     def _grow(self, n: int) -> None:
-        self._buckets.grow(n)
-        self._ring = grow(self._ring, n, np.nan)
-        self._ring_hour = grow(self._ring_hour, n, -1)
-        self._level = grow(self._level, n, -1)
-        self._below = grow(self._below, n, 0)
-        self._last_day = grow(self._last_day, n, -1)
-        self._day_done = grow(self._day_done, n, -1)
+        self._buckets.ensure(n - 1)
+        self._cols.ensure(n - 1)
 
     def process(self, batch: Batch, ctx: Context) -> StageOutput:
         pos, code = select(batch, _POLLUTANT_CODE)
@@ -102,8 +102,8 @@ class AqiStage(Stage):
         """Hourly means ``(n, 6, hours)``, column 0 = ``last_hour``, NaN where unknown."""
         hrs = last_hour[:, None] - np.arange(hours)
         slot = hrs % self.RING_HOURS
-        vals = self._ring[st[:, None], :, slot]  # (n, hours, 6)
-        ok = self._ring_hour[st[:, None], slot] == hrs
+        vals = self._cols["ring"][st[:, None], :, slot]  # (n, hours, 6)
+        ok = self._cols["ring_hour"][st[:, None], slot] == hrs
         return np.where(ok[:, :, None], vals, np.nan).transpose(0, 2, 1)
 
     def _on_closed(self, closed: Closed, ctx: Context) -> StageOutput:
@@ -112,8 +112,8 @@ class AqiStage(Stage):
             return out
         st, hour = closed.station, closed.bucket
         slot = hour % self.RING_HOURS
-        self._ring[st, :, slot] = closed.means()
-        self._ring_hour[st, slot] = hour
+        self._cols["ring"][st, :, slot] = closed.means()
+        self._cols["ring_hour"][st, slot] = hour
         win = self._window(st, hour, 24)
         vn = aqi.vn_hourly(win)
         us = aqi.us_hourly(win) if self.us_index else None
@@ -143,12 +143,12 @@ class AqiStage(Stage):
         local = hour * 3600 + TZ
         day = local // 86_400
         lh = (local % 86_400) // 3600
-        prev = self._last_day[st]
-        rate_prev = (prev >= 0) & (day > prev) & (prev > self._day_done[st])
-        self._day_done[st[rate_prev]] = prev[rate_prev]
-        rate_now = (lh == 23) & (day > self._day_done[st])
-        self._day_done[st[rate_now]] = day[rate_now]
-        self._last_day[st] = np.maximum(prev, day)
+        prev = self._cols["last_day"][st]
+        rate_prev = (prev >= 0) & (day > prev) & (prev > self._cols["day_done"][st])
+        self._cols["day_done"][st[rate_prev]] = prev[rate_prev]
+        rate_now = (lh == 23) & (day > self._cols["day_done"][st])
+        self._cols["day_done"][st[rate_now]] = day[rate_now]
+        self._cols["last_day"][st] = np.maximum(prev, day)
         return (
             np.concatenate([st[rate_prev], st[rate_now]]),
             np.concatenate([prev[rate_prev], day[rate_now]]),
@@ -188,15 +188,15 @@ class AqiStage(Stage):
         st = st_all[r]
         value = vn.aqi[r]
         target = self._target_level(value)
-        cur = self._level[st]
+        cur = self._cols["level"][st]
         low = _AQI_LEVEL_LOW[np.maximum(cur, 0)]
         calm = (cur >= 0) & (target < cur) & (value <= low - self.clear_margin)
-        below = np.where(calm, self._below[st] + 1, 0)
+        below = np.where(calm, self._cols["below"][st] + 1, 0)
         new = np.where(
             target > cur, target, np.where(calm & (below >= self.clear_hours), target, cur)
         )
-        self._below[st] = np.where(new != cur, 0, below)
-        self._level[st] = new
+        self._cols["below"][st] = np.where(new != cur, 0, below)
+        self._cols["level"][st] = new
         dominant = vn.dominant
         for j in np.flatnonzero(new != cur):
             i = int(r[j])
@@ -264,12 +264,7 @@ class AqiStage(Stage):
             "v": 1,
             "names": list(self._reg.names),
             "buckets": self._buckets.get_state(n),
-            "ring": self._ring[:n].copy(),
-            "ring_hour": self._ring_hour[:n].copy(),
-            "level": self._level[:n].copy(),
-            "below": self._below[:n].copy(),
-            "last_day": self._last_day[:n].copy(),
-            "day_done": self._day_done[:n].copy(),
+            **self._cols.head(n),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -277,9 +272,4 @@ class AqiStage(Stage):
             return
         self._reg.restore(list(state["names"]))
         self._buckets.set_state(state["buckets"])
-        self._ring = np.asarray(state["ring"], np.float64).copy()
-        self._ring_hour = np.asarray(state["ring_hour"], np.int64).copy()
-        self._level = np.asarray(state["level"], np.int64).copy()
-        self._below = np.asarray(state["below"], np.int64).copy()
-        self._last_day = np.asarray(state["last_day"], np.int64).copy()
-        self._day_done = np.asarray(state["day_done"], np.int64).copy()
+        self._cols.set_state({k: state[k] for k in self._cols.spec})

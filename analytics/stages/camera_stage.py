@@ -19,7 +19,8 @@ from analytics.engine.base import (
     StageOutput,
     rounds,
 )
-from analytics.engine.buckets import Buckets, Closed, Registry, grow, select, take
+from analytics.engine.buckets import Buckets, Closed, Registry, select, take
+from analytics.engine.slots import SlotArrays
 from analytics.stages import camera
 from analytics.stages.common import local_time, place_name, rounded
 from core.types import Severity
@@ -133,9 +134,9 @@ class CameraStage(Stage):
         self._reg = Registry()
         self._buckets = Buckets(len(camera.FEATURES))
         self._history = camera.History(window_s, history_days)
-        self._streak = np.zeros(0, np.int64)
-        self._calm = np.zeros(0, np.int64)
-        self._active = np.zeros(0, bool)
+        self._cols = SlotArrays(
+            {"streak": (0, np.int64, 0), "calm": (0, np.int64, 0), "active": (0, np.bool_, False)}
+        )
         self._lock = threading.Lock()
         self._model: camera.CameraModel | None = None
         self._thread: threading.Thread | None = None
@@ -231,11 +232,9 @@ class CameraStage(Stage):
     # -- streaming -----------------------------------------------------------
 
     def _grow(self, n: int) -> None:
-        self._buckets.grow(n)
+        self._buckets.ensure(n - 1)
+        self._cols.ensure(n - 1)
         self._history.grow(n)
-        self._streak = grow(self._streak, n, 0)
-        self._calm = grow(self._calm, n, 0)
-        self._active = grow(self._active, n, False)
 
     def process(self, batch: Batch, ctx: Context) -> StageOutput:
         pos, code = select(batch, _CAMERA_CODE)
@@ -268,12 +267,12 @@ class CameraStage(Stage):
             r = r[v.known[r]]
             st = closed.station[r]
             bad = v.anomalous[r]
-            self._streak[st] = np.where(bad, self._streak[st] + 1, 0)
-            self._calm[st] = np.where(bad, 0, self._calm[st] + 1)
-            start = ~self._active[st] & (self._streak[st] >= self.confirm_windows)
-            stop = self._active[st] & (self._calm[st] >= self.clear_windows)
-            self._active[st[start]] = True
-            self._active[st[stop]] = False
+            self._cols["streak"][st] = np.where(bad, self._cols["streak"][st] + 1, 0)
+            self._cols["calm"][st] = np.where(bad, 0, self._cols["calm"][st] + 1)
+            start = ~self._cols["active"][st] & (self._cols["streak"][st] >= self.confirm_windows)
+            stop = self._cols["active"][st] & (self._cols["calm"][st] >= self.clear_windows)
+            self._cols["active"][st[start]] = True
+            self._cols["active"][st[stop]] = False
             for j in np.flatnonzero(start | stop):
                 i = int(r[j])
                 out.signals.append(self._signal(i, bool(start[j]), closed, x, v, model, ctx))
@@ -344,9 +343,7 @@ class CameraStage(Stage):
             "names": list(self._reg.names),
             "buckets": self._buckets.get_state(n),
             "history": hist,
-            "streak": self._streak[:n].copy(),
-            "calm": self._calm[:n].copy(),
-            "active": self._active[:n].copy(),
+            **self._cols.head(n),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -356,9 +353,7 @@ class CameraStage(Stage):
         self._reg.restore(list(state["names"]))
         self._buckets.set_state(state["buckets"])
         self._history.set_state(dict(state["history"]))
-        self._streak = np.asarray(state["streak"], np.int64).copy()
-        self._calm = np.asarray(state["calm"], np.int64).copy()
-        self._active = np.asarray(state["active"], bool).copy()
+        self._cols.set_state({k: state[k] for k in self._cols.spec})
         self._grow(len(self._reg))
         if self._history.span_s >= self.warmup_s:
             self.refit()

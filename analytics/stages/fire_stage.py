@@ -18,7 +18,8 @@ from analytics.engine.base import (
     StageOutput,
     rounds,
 )
-from analytics.engine.buckets import Buckets, Closed, Registry, grow, select, take
+from analytics.engine.buckets import Buckets, Closed, Registry, select, take
+from analytics.engine.slots import SlotArrays
 from analytics.stages import fire
 from analytics.stages.common import TZ, place_name, rounded, utc_time
 from core.types import AlertClass, Reading, SensorKind, Severity
@@ -71,17 +72,18 @@ class FireRiskStage(Stage):
         self._eligible: dict[str, tuple[object, bool]] = {}
         self._reg = Registry()
         self._buckets = Buckets(4)
-        self._p = np.zeros(0)
-        self._dry = np.zeros(0, np.int64)
-        self._alert = np.zeros(0, np.int64)  # 0 none, 4 or 5: the level alerted
-        self._rain_gauge = np.zeros(0, bool)
+        self._cols = SlotArrays(
+            {
+                "p": (0, np.float64, 0.0),
+                "dry": (0, np.int64, 0),
+                "alert": (0, np.int64, 0),  # 0 none, 4 or 5: the level alerted
+                "rain_gauge": (0, np.bool_, False),
+            }
+        )
 
     def _grow(self, n: int) -> None:
-        self._buckets.grow(n)
-        self._p = grow(self._p, n, 0.0)
-        self._dry = grow(self._dry, n, 0)
-        self._alert = grow(self._alert, n, 0)
-        self._rain_gauge = grow(self._rain_gauge, n, False)
+        self._buckets.ensure(n - 1)
+        self._cols.ensure(n - 1)
 
     def watches(self, sensor: str, ctx: Context) -> bool:
         if self.stations is not None:
@@ -120,7 +122,7 @@ class FireRiskStage(Stage):
         self._grow(len(self._reg))
         day = (np.floor((local[idx] - 13.5 * 3600) / 86_400.0) + 1).astype(np.int64)
         ch = code[idx]
-        self._rain_gauge[st[ch == _RAIN]] = True
+        self._cols["rain_gauge"][st[ch == _RAIN]] = True
         closed, late = self._buckets.add(st, day, ch, batch.value[pos][idx])
         self.late_readings += late
         return self._on_closed(closed, ctx)
@@ -138,8 +140,8 @@ class FireRiskStage(Stage):
         for r in rounds(closed.station):
             st = closed.station[r]
             d = fire.step(
-                self._p[st],
-                self._dry[st],
+                self._cols["p"][st],
+                self._cols["dry"][st],
                 means[r, _T13],
                 means[r, _RH13],
                 rain[r],
@@ -147,8 +149,8 @@ class FireRiskStage(Stage):
                 method=self.method,
                 wind_boost_ms=self.wind_boost_ms,
             )
-            self._p[st] = d.p
-            self._dry[st] = d.dry_days
+            self._cols["p"][st] = d.p
+            self._cols["dry"][st] = d.dry_days
             observed = (~np.isnan(means[r, _T13]) & ~np.isnan(means[r, _RH13])) | fire.resets(
                 rain[r], self.method
             )
@@ -161,8 +163,8 @@ class FireRiskStage(Stage):
                     Reading(utc_time(t), sensor, "fire_risk", round(float(d.risk[j]), 1))
                 )
                 alert = int(d.level[j]) if d.level[j] >= 4 else 0
-                if alert != self._alert[st[j]]:
-                    self._alert[st[j]] = alert
+                if alert != self._cols["alert"][st[j]]:
+                    self._cols["alert"][st[j]] = alert
                     out.signals.append(
                         self._signal(sensor, t, d, j, means[i], float(rain[i]), int(st[j]), ctx)
                     )
@@ -193,7 +195,7 @@ class FireRiskStage(Stage):
             "wind_13h": rounded(m[_WIND13]),
             "rain_day_mm": round(rain, 1),
             "wind_raised_level": bool(d.wind_boost[j]),
-            "rain_gauge": bool(self._rain_gauge[s]),
+            "rain_gauge": bool(self._cols["rain_gauge"][s]),
         }
         if lv >= 4:
             wind = " (raised one level for the wind)" if d.wind_boost[j] else ""
@@ -226,10 +228,7 @@ class FireRiskStage(Stage):
             "v": 1,
             "names": list(self._reg.names),
             "buckets": self._buckets.get_state(n),
-            "p": self._p[:n].copy(),
-            "dry": self._dry[:n].copy(),
-            "alert": self._alert[:n].copy(),
-            "rain_gauge": self._rain_gauge[:n].copy(),
+            **self._cols.head(n),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -237,7 +236,4 @@ class FireRiskStage(Stage):
             return
         self._reg.restore(list(state["names"]))
         self._buckets.set_state(state["buckets"])
-        self._p = np.asarray(state["p"], np.float64).copy()
-        self._dry = np.asarray(state["dry"], np.int64).copy()
-        self._alert = np.asarray(state["alert"], np.int64).copy()
-        self._rain_gauge = np.asarray(state["rain_gauge"], bool).copy()
+        self._cols.set_state({k: state[k] for k in self._cols.spec})

@@ -42,7 +42,7 @@ from analytics.engine.base import (
     StageOutput,
     rounds,
 )
-from analytics.engine.slots import Columns, SensorIndex, SeriesIndex
+from analytics.engine.slots import SensorIndex, SeriesIndex, SlotArrays
 from analytics.stages.consistency import ConsistencyCheck
 from analytics.stages.health_stuck import DEVICE, STUCK_EXCLUDE, StuckValues
 from analytics.stages.health_stuck import health_signal as _signal
@@ -85,32 +85,32 @@ class HealthStage(StuckValues, Stage):
         self.offline_grace_s = offline_grace_s
         self.floor_steps = floor_steps
         self.series = SeriesIndex()
-        self._s = Columns(
+        self._s = SlotArrays(
             {
-                "value": (np.float64, np.nan),
-                "count": (np.int64, 0),
-                "start": (np.float64, np.nan),
-                "typical": (np.float64, 1.0),
-                "runs": (np.int64, 0),
-                "stuck": (np.bool_, False),
-                "last": (np.float64, np.nan),
-                "n": (np.int64, 0),
-                "dropped": (np.bool_, False),
-                "floor": (np.float64, np.nan),
-                "ivl": (np.float64, np.nan),
-                "gaps": (np.int64, 0),
-                "quantum": (np.float64, np.inf),
-                "vmin": (np.float64, np.inf),
-                "vmax": (np.float64, -np.inf),
+                "value": (0, np.float64, np.nan),
+                "count": (0, np.int64, 0),
+                "start": (0, np.float64, np.nan),
+                "typical": (0, np.float64, 1.0),
+                "runs": (0, np.int64, 0),
+                "stuck": (0, np.bool_, False),
+                "last": (0, np.float64, np.nan),
+                "n": (0, np.int64, 0),
+                "dropped": (0, np.bool_, False),
+                "floor": (0, np.float64, np.nan),
+                "ivl": (0, np.float64, np.nan),
+                "gaps": (0, np.int64, 0),
+                "quantum": (0, np.float64, np.inf),
+                "vmin": (0, np.float64, np.inf),
+                "vmax": (0, np.float64, -np.inf),
             }
         )
         self.sensor_index = SensorIndex()
-        self._d = Columns(
+        self._d = SlotArrays(
             {
-                "last": (np.float64, np.nan),
-                "interval": (np.float64, np.nan),
-                "gaps": (np.int64, 0),
-                "missing": (np.bool_, False),
+                "last": (0, np.float64, np.nan),
+                "interval": (0, np.float64, np.nan),
+                "gaps": (0, np.int64, 0),
+                "missing": (0, np.bool_, False),
             }
         )
         self.offline: dict[str, float] = {}  # sensor -> since
@@ -181,7 +181,7 @@ class HealthStage(StuckValues, Stage):
 
     def _sensor_slots(self, sensors: list[str]) -> IntArray:
         out = self.sensor_index.lookup(sensors)
-        self._d.ensure(len(self.sensor_index))
+        self._d.ensure(len(self.sensor_index) - 1)
         return out
 
     def process(self, batch: Batch, ctx: Context) -> StageOutput:
@@ -193,7 +193,7 @@ class HealthStage(StuckValues, Stage):
         self._heartbeats(batch, out)
         out.signals.extend(self.consistency.process(batch))
         slots = self.series.lookup(batch.sensor, batch.metric)
-        self._s.ensure(len(self.series))
+        self._s.ensure(len(self.series) - 1)
         for r in rounds(slots):
             self._runs(slots[r], batch.time[r], batch.value[r], out)
         return out
@@ -240,7 +240,7 @@ class HealthStage(StuckValues, Stage):
         n = len(self._names)
         if n == 0:
             return out
-        self._d.ensure(n)
+        self._d.ensure(n - 1)
         d = self._d
         last = d["last"][:n]
         interval = d["interval"][:n].copy()
@@ -323,7 +323,7 @@ class HealthStage(StuckValues, Stage):
         m = len(self.series)
         if m == 0:
             return
-        self._s.ensure(m)
+        self._s.ensure(m - 1)
         c = self._s
         if self._series_sensor.size < m:
             extra = [

@@ -12,7 +12,7 @@ from analytics.engine.base import (
     Signal,
     StageOutput,
 )
-from analytics.engine.slots import Columns, SeriesIndex
+from analytics.engine.slots import SeriesIndex, SlotArrays
 from core.metrics import METRICS
 from core.types import AlertClass, Severity
 
@@ -27,7 +27,7 @@ STUCK_EXCLUDE = frozenset(
 class StuckValues:
     """The health stage's run-length tracking per series (``health.stuck``)."""
 
-    _s: Columns
+    _s: SlotArrays
     series: SeriesIndex
     floor_steps: float
     stuck_exclude: frozenset[str]

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analytics.engine.base import Batch, Context, FloatArray, IntArray, Signal, Stage, StageOutput
-from analytics.engine.slots import SensorIndex, SeriesIndex
+from analytics.engine.slots import SensorIndex, SeriesIndex, SlotArrays
 from analytics.stages.rules import LEVELS, Rule, load_rules
 from core.errors import ConfigError
 from core.metrics import METRICS
@@ -37,31 +37,25 @@ class _Resolved:
     thresholds: tuple[float, float, float]
 
 
-class _Table:
+class _Table(SlotArrays):
     """One rule id resolved for every sensor code: thresholds, hysteresis, band, rule."""
 
     def __init__(self) -> None:
-        self.done = np.zeros(0, dtype=bool)
-        self.known = np.zeros(0, dtype=bool)
-        self.thr = np.zeros((0, 3))
-        self.hyst = np.zeros(0)
-        self.low = np.zeros(0)
-        self.high = np.zeros(0)
+        super().__init__(
+            {
+                "done": (0, np.bool_, False),
+                "known": (0, np.bool_, False),
+                "thr": (3, np.float64, np.nan),
+                "hyst": (0, np.float64, 0.0),
+                "low": (0, np.float64, -np.inf),
+                "high": (0, np.float64, np.inf),
+            }
+        )
         self.resolved: list[_Resolved | None] = []
 
-    def ensure(self, n: int) -> None:
-        old = self.done.size
-        if n <= old:
-            return
-        cap = max(64, 2 * old, n)
-        grow = cap - old
-        self.done = np.r_[self.done, np.zeros(grow, dtype=bool)]
-        self.known = np.r_[self.known, np.zeros(grow, dtype=bool)]
-        self.thr = np.vstack([self.thr, np.full((grow, 3), np.nan)])
-        self.hyst = np.r_[self.hyst, np.zeros(grow)]
-        self.low = np.r_[self.low, np.full(grow, -np.inf)]
-        self.high = np.r_[self.high, np.full(grow, np.inf)]
-        self.resolved.extend([None] * grow)
+    def ensure(self, max_slot: int) -> None:
+        super().ensure(max_slot)
+        self.resolved.extend([None] * (self.capacity - len(self.resolved)))
 
 
 class RulesStage(Stage):
@@ -97,20 +91,20 @@ class RulesStage(Stage):
         table = self._tables.get(rid)
         if table is None:
             table = self._tables[rid] = _Table()
-        table.ensure(len(self.sensor_index))
-        fresh = codes[~table.done[codes]]
+        table.ensure(len(self.sensor_index) - 1)
+        fresh = codes[~table["done"][codes]]
         if fresh.size:
             names = self.sensor_index.names
             for code in np.unique(fresh):
                 r = self._resolve(group, names[code], ctx)
-                table.done[code] = True
+                table["done"][code] = True
                 table.resolved[code] = r
                 if r is not None:
-                    table.known[code] = True
-                    table.thr[code] = r.thresholds
-                    table.hyst[code] = r.rule.hysteresis
-                    table.low[code] = -np.inf if r.rule.low is None else r.rule.low
-                    table.high[code] = np.inf if r.rule.high is None else r.rule.high
+                    table["known"][code] = True
+                    table["thr"][code] = r.thresholds
+                    table["hyst"][code] = r.rule.hysteresis
+                    table["low"][code] = -np.inf if r.rule.low is None else r.rule.low
+                    table["high"][code] = np.inf if r.rule.high is None else r.rule.high
         return table
 
     @staticmethod
@@ -174,18 +168,18 @@ class RulesStage(Stage):
         out: StageOutput,
     ) -> None:
         table = self._table(rid, group, codes, ctx)
-        known = table.known[codes]
+        known = table["known"][codes]
         if not known.any():
             return
-        thr = table.thr[codes]
-        hyst = table.hyst[codes]
+        thr = table["thr"][codes]
+        hyst = table["hyst"][codes]
         values = batch.value[pos]
         times = batch.time[pos]
         direction = group[0].direction
         if direction == "below":
             x, thr = -values, -thr
         elif direction == "outside":
-            x = np.maximum(table.low[codes] - values, values - table.high[codes])
+            x = np.maximum(table["low"][codes] - values, values - table["high"][codes])
             # a value exactly on the band's edge is still plausible
             thr = np.where(np.isnan(thr), np.nan, np.maximum(thr, np.nextafter(0.0, 1.0)))
         else:

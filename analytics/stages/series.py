@@ -34,7 +34,7 @@ from analytics.engine.base import (
     StageOutput,
     rounds,
 )
-from analytics.engine.slots import Columns, SensorIndex, SeriesIndex
+from analytics.engine.slots import SensorIndex, SeriesIndex, SlotArrays
 from core.metrics import METRICS
 from core.types import UTC_OFFSET_S, Severity
 
@@ -91,7 +91,7 @@ class SeriesStage(Stage):
             threshold, debounce, clear, band_alpha, band_width, band_warmup, max_hold_s
         )
         self.index = SeriesIndex()
-        self._c = Columns(ALARM_COLUMNS)
+        self._c = SlotArrays({k: (0, dt, fill) for k, (dt, fill) in ALARM_COLUMNS.items()})
         self._watched = np.zeros(0, dtype=bool)
 
     def share(self, series: SeriesIndex, sensors: SensorIndex) -> None:
@@ -113,7 +113,7 @@ class SeriesStage(Stage):
             return out
         slots = self.index.lookup(batch.sensor, batch.metric)
         self._watch()
-        self._c.ensure(len(self.index))
+        self._c.ensure(len(self.index) - 1)
         keep = self._watched[slots] & np.isfinite(batch.value)
         pos = np.flatnonzero(keep)
         if pos.size == 0:
