@@ -25,6 +25,7 @@ from psycopg import errors as pgerr
 from psycopg.types.json import Jsonb
 
 from core.columnar import PG_EPOCH
+from core.registry import read_sensors
 from core.types import Sensor
 from ingest.inbound import DeadLetter
 from ingest.rows import COPY_COLUMNS, RowBuffer, Scratch, SeriesTable
@@ -273,10 +274,4 @@ def update_last_seen(conn: Conn, last_seen: dict[str, int]) -> None:
 
 def load_sensors(conn: Conn, ids: Iterable[str] | None = None) -> dict[str, str]:
     """Registered sensors (id -> kind), all of them or those among ``ids``."""
-    if ids is None:
-        rows = conn.execute("SELECT id, kind FROM sensors").fetchall()
-    else:
-        rows = conn.execute(
-            "SELECT id, kind FROM sensors WHERE id = ANY(%s)", (list(ids),)
-        ).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}
+    return {r.id: r.kind for r in read_sensors(conn, ids)}

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from analytics.alerts.correlator import Correlator, CorrelatorConfig, Incident, Member, escalated
 from core.db import migrate
+from core.registry import read_sensors
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,7 @@ def _placed(conn: psycopg.Connection[Any], snaps: list[dict[str, Any]]) -> list[
     missing = {s["sensor"] for s in snaps if s.get("lat") is None or not s.get("area")}
     if not missing:
         return snaps
-    rows = conn.execute(
-        "SELECT id, lat, lon, area FROM sensors WHERE id = ANY(%s)", (sorted(missing),)
-    ).fetchall()
-    where = {sid: (lat, lon, area) for sid, lat, lon, area in rows}
+    where = {r.id: (r.lat, r.lon, r.area) for r in read_sensors(conn, sorted(missing))}
     out = []
     for s in snaps:
         found = where.get(s["sensor"]) if s["sensor"] in missing else None

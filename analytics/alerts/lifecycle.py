@@ -38,6 +38,7 @@ from analytics.alerts.records import clean_json as _clean
 from analytics.alerts.records import finite as _finite
 from analytics.alerts.spatial import Upgrade
 from analytics.engine.base import Signal
+from core.events import AlertAction
 from core.metrics import METRICS
 from core.types import AlertClass, AlertStatus, Sensor, SensorKind, Severity
 
@@ -226,7 +227,7 @@ class Lifecycle:
                 continue
             tracked.alert_class = AlertClass.INCIDENT
             tracked.last_write = self.monotonic()
-            plan.changes.append(Change("updated", row))
+            plan.changes.append(Change.of(AlertAction.UPDATED, row))
 
     # -- the statements ------------------------------------------------------------------
 
@@ -323,9 +324,9 @@ class Lifecycle:
             self._write_update(key, tracked, plan)
             return
         self.recently_resolved.pop(key, None)
-        self._track(key, sig, row, "opened", plan)
+        self._track(key, sig, row, AlertAction.OPENED, plan)
 
-    def _track(self, key: Key, sig: Signal, row: Any, action: str, plan: _Plan) -> None:
+    def _track(self, key: Key, sig: Signal, row: Any, action: AlertAction, plan: _Plan) -> None:
         """Follow an alert that ``sig`` just opened or reopened (``row``) as active."""
         self.active[key] = Tracked(
             id=row["id"],
@@ -336,7 +337,7 @@ class Lifecycle:
             last_signal=sig.time,
             last_write=self.monotonic(),
         )
-        plan.changes.append(Change(action, row))
+        plan.changes.append(Change.of(action, row))
 
     def _reopen(self, key: Key, alert_id: int, sig: Signal, plan: _Plan) -> None:
         f = self._fields(sig)
@@ -368,7 +369,7 @@ class Lifecycle:
         if row is None:
             self._open(key, sig, plan)
             return
-        self._track(key, sig, row, "reopened", plan)
+        self._track(key, sig, row, AlertAction.REOPENED, plan)
 
     def _write_update(self, key: Key, tracked: Tracked, plan: _Plan) -> None:
         sig = tracked.pending
@@ -403,14 +404,16 @@ class Lifecycle:
         if row is None:
             self._operator_resolved(key)
             return
-        action = "escalated" if severity.rank > tracked.severity.rank else "updated"
+        action = (
+            AlertAction.ESCALATED if severity.rank > tracked.severity.rank else AlertAction.UPDATED
+        )
         tracked.status = AlertStatus(row["status"])
         tracked.severity = severity
         tracked.alert_class = cls
         tracked.pending = None
         tracked.pending_count = 0
         tracked.last_write = self.monotonic()
-        plan.changes.append(Change(action, row))
+        plan.changes.append(Change.of(action, row))
 
     def _resolve(self, key: Key, tracked: Tracked, now: float, note: str, plan: _Plan) -> None:
         self.conn.execute("SELECT set_config('ioc.note', %s, true)", (note,))
@@ -424,7 +427,7 @@ class Lifecycle:
         del self.active[key]
         if row is not None:
             self.recently_resolved[key] = (tracked.id, now)
-            plan.changes.append(Change("resolved", row))
+            plan.changes.append(Change.of(AlertAction.RESOLVED, row))
 
     # -- time ------------------------------------------------------------------------------
 

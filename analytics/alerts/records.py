@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import orjson
-
 from analytics.engine.base import Signal
-from core.types import AlertClass, AlertStatus, Severity
+from core.events import AlertAction
+from core.types import Alert, AlertClass, AlertStatus, Severity
 
 
 @dataclass(slots=True)
@@ -31,19 +30,15 @@ class Tracked:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A committed change of an alert: the action and the row after it."""
+    """A committed change of an alert: the action and the alert after it (typed as in ``core``)."""
 
-    action: str  # opened, updated, escalated, reopened, resolved
-    alert: dict[str, Any]
+    action: AlertAction
+    alert: Alert
 
-    def to_json(self) -> bytes:
-        return orjson.dumps({"action": self.action, **self.alert}, default=json_default)
-
-
-def json_default(obj: Any) -> Any:
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    raise TypeError(type(obj).__name__)
+    @classmethod
+    def of(cls, action: AlertAction, row: Mapping[str, Any]) -> Change:
+        """The change from a row of ``alerts`` (its columns beyond ``Alert``'s are left out)."""
+        return cls(action, Alert.model_validate(row))
 
 
 def finite(x: float | None) -> float | None:

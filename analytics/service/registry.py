@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from core.types import Sensor, SensorKind
+from core.registry import read_sensors
+from core.types import Sensor
 
 logger = logging.getLogger(__name__)
 
@@ -16,25 +17,11 @@ def load_registry(conn: psycopg.Connection[Any]) -> tuple[dict[str, Sensor], dic
     """The sensors table as ``Sensor`` models, and each sensor's last announced status."""
     sensors: dict[str, Sensor] = {}
     status: dict[str, str] = {}
-    rows = conn.execute(
-        "SELECT id, kind, name, lat, lon, area, metrics, interval_s, attributes, status"
-        " FROM sensors"
-    ).fetchall()
-    for sid, kind, name, lat, lon, area, metrics, interval_s, attributes, st in rows:
+    for row in read_sensors(conn):
         try:
-            sensors[sid] = Sensor(
-                id=sid,
-                kind=SensorKind(kind),
-                name=name or "",
-                lat=lat,
-                lon=lon,
-                area=area or "",
-                metrics=tuple(metrics or ()),
-                interval_s=interval_s,
-                attributes=attributes or {},
-            )
+            sensors[row.id] = row.to_sensor()
         except ValueError as exc:
-            logger.warning("sensor %s in the registry is unusable: %s", sid, exc)
+            logger.warning("sensor %s in the registry is unusable: %s", row.id, exc)
             continue
-        status[sid] = st
+        status[row.id] = row.status
     return sensors, status

@@ -12,6 +12,7 @@ import pytest
 from analytics.alerts.lifecycle import Lifecycle
 from analytics.alerts.spatial import Upgrade
 from analytics.engine.base import Signal
+from core.events import AlertAction
 from core.types import AlertClass, Sensor, SensorKind, Severity
 
 pytestmark = pytest.mark.db
@@ -128,9 +129,10 @@ def test_open_stores_the_alert_with_its_place_and_evidence(
     assert (value, hi, lat, lon, area) == (45.0, 20.0, 21.01, 105.80, "Cầu Giấy")
     assert ev["threshold"] == 20.0 and ev["detector"] == "rules" and ev["value"] == 45.0
     assert opened.timestamp() == T0
-    assert events(db) == [(changes[0].alert["id"], "opened", "system")]
-    body = changes[0].to_json()
-    assert b'"action":"opened"' in body and b'"sensor":"wl-td-03"' in body
+    assert events(db) == [(changes[0].alert.id, "opened", "system")]
+    assert changes[0].action is AlertAction.OPENED
+    assert changes[0].alert.sensor == "wl-td-03" and changes[0].alert.kind is SensorKind.WATER_LEVEL
+    assert changes[0].alert.opened_at.timestamp() == T0
 
 
 def test_repeats_update_one_alert_and_updates_are_throttled(
