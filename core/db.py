@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import psycopg
+
+from core.types import Reading
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +145,43 @@ def maintain(
         ).rowcount
         result += f", dead letters deleted {gone}"
     return result
+
+
+def missing_partition(exc: psycopg.Error) -> bool:
+    """True when a write failed because no partition of ``readings`` holds a row's time."""
+    return isinstance(exc, psycopg.errors.CheckViolation) and "partition" in str(exc)
+
+
+def ensure_partitions(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> int:
+    """Create the partitions of ``readings`` that ``[lo, hi]`` needs; return how many were made.
+
+    Idempotent (none on TimescaleDB, whose chunks appear by themselves). The one way
+    every writer of ``readings`` recovers from a ``missing_partition`` error.
+    """
+    row = conn.execute("SELECT ioc_ensure_partitions(%s, %s)", (lo, hi)).fetchone()
+    made = int(row[0]) if row and row[0] is not None else 0
+    logger.info("made %s partition(s) for readings from %s to %s", made, lo, hi)
+    return made
+
+
+def insert_readings(conn: psycopg.Connection[Any], rows: Sequence[Reading]) -> None:
+    """Store a few readings (idempotent: a stored one is kept), making missing partitions once.
+
+    For the readings a part derives (AQI, fire risk); ingest COPYs the measured ones.
+    """
+    if not rows:
+        return
+    sql = (
+        "INSERT INTO readings (time, sensor, metric, value) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING"
+    )
+    params = [(r.time, r.sensor, r.metric, r.value) for r in rows]
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, params)
+    except psycopg.Error as exc:
+        if not missing_partition(exc):
+            raise
+        ensure_partitions(conn, min(r.time for r in rows), max(r.time for r in rows))
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, params)

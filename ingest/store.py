@@ -24,7 +24,8 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg.types.json import Jsonb
 
-from core.columnar import PG_EPOCH
+from core.columnar import PG_EPOCH, PG_EPOCH_S
+from core.db import ensure_partitions, missing_partition
 from core.registry import read_sensors
 from core.types import Sensor
 from ingest.inbound import DeadLetter
@@ -133,20 +134,10 @@ class ReadingsWriter:
                 out.late_hours = mark_late(conn, rows.us)
                 return out
             except pgerr.CheckViolation as exc:
-                # "no partition of relation readings found for row": make them, retry
-                if attempt == 2 or "partition" not in str(exc):
+                if attempt == 2 or not missing_partition(exc):
                     raise
                 lo, hi = rows.span_us()
-                made = conn.execute(
-                    "SELECT ioc_ensure_partitions(%s, %s)", (pg_time(lo), pg_time(hi))
-                ).fetchone()
-                out.partitions_made += int(made[0]) if made else 0
-                logger.info(
-                    "made %s partition(s) for readings from %s to %s",
-                    made[0] if made else 0,
-                    pg_time(lo),
-                    pg_time(hi),
-                )
+                out.partitions_made += ensure_partitions(conn, pg_time(lo), pg_time(hi))
         raise AssertionError("unreachable")
 
     def _staged(self, conn: Conn, data: memoryview) -> int:
@@ -164,7 +155,6 @@ class ReadingsWriter:
 
 
 _HOUR_US = 3_600_000_000
-_EPOCH_OFFSET_S = 946_684_800  # 2000-01-01 in Unix seconds
 
 
 def mark_late(conn: Conn, us: list[int], now: float | None = None) -> int:
@@ -172,7 +162,7 @@ def mark_late(conn: Conn, us: list[int], now: float | None = None) -> int:
     for the hourly rollup; in the batch's transaction.  A live batch costs one ``min``."""
     if not us:
         return 0
-    hour_now = int(((time.time() if now is None else now) - _EPOCH_OFFSET_S) * 1e6)
+    hour_now = int(((time.time() if now is None else now) - PG_EPOCH_S) * 1e6)
     hour_now -= hour_now % _HOUR_US
     if min(us) >= hour_now:
         return 0

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from core.columnar import PG_EPOCH_S
 from core.db import maintain
 from core.errors import PayloadError
 from core.types import Sensor
@@ -388,7 +389,7 @@ class Writer:
                 m.rejections.labels(d.code).inc()
         m.delay_seconds.observe(max(0.0, now - prep.oldest))
         if prep.newest_us is not None:
-            m.lag_seconds.set(max(0.0, now - (prep.newest_us / 1e6 + 946_684_800)))
+            m.lag_seconds.set(max(0.0, now - (prep.newest_us / 1e6 + PG_EPOCH_S)))
         m.queue_depth.set(self.inbox.qsize())
 
     def _prepare(self, conn: Conn, msgs: list[Inbound]) -> _Prepared:

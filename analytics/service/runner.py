@@ -39,12 +39,11 @@ from analytics.service.mqtt import make_client
 from analytics.service.registry import load_registry
 from analytics.service.store import (
     corroborated_since,
-    insert_readings,
     iso_time,
     replay_stored,
 )
 from analytics.stages.registry import build_pipeline, health_stage
-from core.db import migrate
+from core.db import insert_readings, migrate
 from core.topics import ALL_DATA, ALL_META, ALL_STATUS
 from core.types import Reading, SensorKind
 

@@ -1,4 +1,4 @@
-"""What the analytics service reads and writes in ``readings``: stored history to replay, derived readings."""
+"""What the analytics service reads of the database: stored readings to replay, corroborated anomalies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import psycopg
 from analytics.engine.base import Batch
 from analytics.engine.pipeline import Pipeline, Result
 from core.metrics import METRICS
-from core.types import Reading
 
 
 def utc_time(t: float) -> datetime:
@@ -51,23 +50,6 @@ def replay_stored(
                 values.append(value)
             if sensors:
                 yield pipeline.process(Batch(sensors, metrics, np.array(times), np.array(values)))
-
-
-def insert_readings(conn: psycopg.Connection[Any], rows: list[Reading]) -> None:
-    """Store derived readings (idempotent), creating missing partitions once if needed."""
-    sql = (
-        "INSERT INTO readings (time, sensor, metric, value) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT DO NOTHING"
-    )
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(sql, rows)
-    except psycopg.errors.CheckViolation:  # no partition for a row: create them, once
-        lo = min(r.time for r in rows)
-        hi = max(r.time for r in rows)
-        conn.execute("SELECT ioc_ensure_partitions(%s, %s)", (lo, hi))
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(sql, rows)
 
 
 def corroborated_since(conn: psycopg.Connection[Any], since: float) -> list[tuple[str, str, float]]:

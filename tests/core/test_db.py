@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from core.db import available_migrations, maintain, migrate
+from core.db import (
+    available_migrations,
+    ensure_partitions,
+    insert_readings,
+    maintain,
+    migrate,
+    missing_partition,
+)
+from core.types import Reading
 
 pytestmark = pytest.mark.db
 
@@ -57,6 +66,24 @@ def test_duplicates_stored_once_and_partitions(db: psycopg.Connection) -> None: 
     db.execute("INSERT INTO readings VALUES (now() - interval '39 days 12 hours', 's', 'pm25', 9)")
     maintain(db, back_days=2, ahead_days=3, retention_days=30)
     assert db.execute("SELECT count(*) FROM readings WHERE value = 9").fetchone() == (0,)
+
+
+def test_insert_readings_makes_the_partitions_it_needs_once(db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    far = datetime(2031, 3, 7, 5, tzinfo=UTC)  # no partition holds this day yet
+    rows = [
+        Reading(far, "aq-1", "aqi_vn", 151.0),
+        Reading(far + timedelta(days=1), "aq-1", "aqi_vn", 90.0),
+    ]
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        db.execute("INSERT INTO readings VALUES (%s, 'x', 'pm25', 1)", (far,))
+    assert missing_partition(caught.value)
+    insert_readings(db, rows)
+    insert_readings(db, [Reading(far, "aq-1", "aqi_vn", 999.0)])  # stored once: the first stays
+    got = db.execute(
+        "SELECT time, value FROM readings WHERE sensor = 'aq-1' ORDER BY time"
+    ).fetchall()
+    assert got == [(far, 151.0), (far + timedelta(days=1), 90.0)]
+    assert ensure_partitions(db, far, far + timedelta(days=1)) == 0  # there already
 
 
 def test_maintenance_deletes_dead_letters_past_their_retention(db: psycopg.Connection) -> None:  # type: ignore[type-arg]
