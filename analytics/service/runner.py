@@ -4,7 +4,7 @@ Threads: paho's network thread decodes each message and enqueues it (nothing
 else); one worker thread drains the queue when the oldest message has waited
 ``IOC_ANALYTICS_BATCH_MS`` (or the queue holds ``IOC_ANALYTICS_BATCH_MAX``
 readings), runs the pipeline, applies the signals to the alert lifecycle in one
-transaction, publishes the committed changes and writes derived readings; about
+transaction and writes derived readings (``outbox``); about
 once a second it runs the time-driven checks and the lifecycle's timers.  A
 checkpoint of every stage's state goes to ``analytics_state`` periodically (the
 database write in a background thread) and on shutdown; a restart replays the
@@ -26,16 +26,15 @@ import psycopg
 from prometheus_client import start_http_server
 
 from analytics.alerts.lifecycle import Lifecycle
-from analytics.alerts.records import Change
-from analytics.alerts.spatial import Upgrade
 from analytics.config import AnalyticsSettings
-from analytics.engine.base import Context, Signal
+from analytics.engine.base import Context
 from analytics.engine.pipeline import Pipeline
-from analytics.service.batcher import Batcher, Msg, decode_message, to_batch
+from analytics.service.batcher import Batcher, Msg, to_batch
 from analytics.service.checkpointer import Checkpointer
 from analytics.service.database import Database
 from analytics.service.metrics import ServiceMetrics
-from analytics.service.mqtt import make_client
+from analytics.service.mqtt import Receiver, make_client
+from analytics.service.outbox import Outbox, replay_into
 from analytics.service.registry import load_registry
 from analytics.service.store import (
     corroborated_since,
@@ -43,13 +42,25 @@ from analytics.service.store import (
     replay_stored,
 )
 from analytics.stages.registry import build_pipeline, health_stage
-from core.db import insert_readings, migrate
-from core.topics import ALL_DATA, ALL_META, ALL_STATUS
-from core.types import Reading, SensorKind
+from core.db import migrate
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING_SIGNALS = 200_000
+# what ``counts`` holds (the offline evaluation and the tests read them)
+COUNTS = (
+    "messages",
+    "readings",
+    "dropped",
+    "undecodable",
+    "callback_errors",
+    "signals",
+    "changes",
+    "batches",
+    "derived",
+    "checkpoints",
+    "replayed",
+    "db_errors",
+)
 
 
 class AnalyticsService:
@@ -68,21 +79,7 @@ class AnalyticsService:
         self.pipeline = pipeline or build_pipeline(settings, Context())
         self.ctx = self.pipeline.ctx
         self.metrics = ServiceMetrics()
-        self.counts: dict[str, int] = {
-            "messages": 0,
-            "readings": 0,
-            "dropped": 0,
-            "undecodable": 0,
-            "callback_errors": 0,
-            "signals": 0,
-            "changes": 0,
-            "published": 0,
-            "batches": 0,
-            "derived": 0,
-            "checkpoints": 0,
-            "replayed": 0,
-            "db_errors": 0,
-        }
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
         self._stopping = threading.Event()
         self.batcher = Batcher(
             batch_ms=settings.analytics_batch_ms,
@@ -90,20 +87,22 @@ class AnalyticsService:
             queue_max=settings.analytics_queue_max,
             stopping=self._stopping,
         )
-        self._kinds: dict[str, SensorKind] = {}
+        self.receiver = Receiver(
+            settings, self.batcher, self.counts, self.metrics, self._stopping, wall
+        )
+        self.connected = self.receiver.connected
         self._status: dict[str, str] = {}
-        self._pending_signals: list[Signal] = []
-        self._pending_upgrades: list[Upgrade] = []
-        self._pending_derived: list[Reading] = []
         self.db = Database(settings.dsn, self._stopping, self._reconnected)
         self.lifecycle: Lifecycle | None = None
+        self.outbox = Outbox(
+            self.db, self.pipeline.clock.now, self.counts, self.metrics, self._db_failed
+        )
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
         self.checkpoints = Checkpointer(
             settings.dsn, self.partition.index, self.partition.count, self._checkpoint_written
         )
         self._http: Any = None
-        self.connected = threading.Event()
         self.ready = threading.Event()
 
     # -- start and stop ----------------------------------------------------------------
@@ -120,7 +119,10 @@ class AnalyticsService:
                 logger.warning("metrics port %d: %s", s.analytics_metrics_port, exc)
         self.prepare()
         self._client = make_client(
-            self.settings, self._on_connect, self._on_disconnect, self._on_message
+            self.settings,
+            self.receiver.on_connect,
+            self.receiver.on_disconnect,
+            self.receiver.on_message,
         )
         self._worker = threading.Thread(target=self._run, name="analytics-worker", daemon=True)
         self._worker.start()
@@ -141,13 +143,14 @@ class AnalyticsService:
         self.lifecycle = Lifecycle(
             conn,
             sensors=lambda sid: self.ctx.sensors.get(sid),
-            kinds=self._kinds.get,
+            kinds=self.receiver.kinds.get,
             owns=self.partition.owns,
             update_throttle_s=s.analytics_update_throttle_s,
             resolve_after_s=s.analytics_resolve_after_s,
             cooldown_s=s.analytics_cooldown_s,
             stale_resolve_s=s.analytics_stale_resolve_s,
         )
+        self.outbox.lifecycle = self.lifecycle
         restored = self.checkpoints.restore(conn, self.pipeline, self.partition.label)
         self.lifecycle.load(self.pipeline.clock.now())
         if restored is not None:
@@ -233,23 +236,14 @@ class AnalyticsService:
         s = self.settings
         now = self.wall()
         if restored and np.isfinite(self.pipeline.watermark):
-            since = max(self.pipeline.watermark, now - s.analytics_replay_max_s)
-            learn_only = False
+            since, learn_only = max(self.pipeline.watermark, now - s.analytics_replay_max_s), False
         elif s.analytics_warmup_s > 0:
-            since = now - s.analytics_warmup_s
-            learn_only = True
+            since, learn_only = now - s.analytics_warmup_s, True
         else:
             return
-        n = 0
         started = time.monotonic()
-        for res in replay_stored(conn, self.pipeline, self.partition.owns, since, now + 300):
-            n += res.readings
-            if not learn_only:
-                self._pending_signals.extend(res.signals)
-                self._pending_upgrades.extend(res.upgrades)
-        self.counts["replayed"] = n
-        if not learn_only:
-            self._apply_signals()
+        results = replay_stored(conn, self.pipeline, self.partition.owns, since, now + 300)
+        self.counts["replayed"] = n = replay_into(results, None if learn_only else self.outbox)
         logger.info(
             "%s %d stored readings since %s in %.1f s",
             "learned from" if learn_only else "replayed",
@@ -258,64 +252,11 @@ class AnalyticsService:
             time.monotonic() - started,
         )
 
-    # -- MQTT -----------------------------------------------------------------------------
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        try:
-            if reason.is_failure:
-                logger.warning("MQTT connection refused: %s", reason)
-                return
-            client.subscribe([(ALL_DATA, 1), (ALL_META, 1), (ALL_STATUS, 1)])
-            self.connected.set()
-            logger.info("MQTT connected (session present: %s)", flags.session_present)
-        except Exception:
-            self.counts["callback_errors"] += 1
-            logger.exception("on_connect failed")
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-        if not self._stopping.is_set():
-            logger.warning("MQTT disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self._decode(msg.topic, bytes(msg.payload))
-        except Exception:  # nothing may escape a paho callback
-            self.counts["callback_errors"] += 1
-            logger.exception("on_message failed for %s", msg.topic)
-
-    def _decode(self, topic: str, payload: bytes, now: float | None = None) -> None:
-        self.counts["messages"] += 1
-        d = decode_message(
-            topic,
-            payload,
-            owns=self.partition.owns,
-            limits=self.settings.limits,
-            now=now,
-            wall=self.wall,
-        )
-        if d.channel is not None:
-            self.metrics.messages.labels(d.channel.value).inc()
-        if d.kind is not None:
-            self._kinds[d.sensor] = d.kind
-        if d.undecodable:
-            self._undecodable()
-        elif d.msg is not None:
-            self.batcher.put(d.msg)
-
-    def _undecodable(self) -> None:
-        self.counts["undecodable"] += 1
-        self.metrics.undecodable.inc()
-
     # -- feeding without MQTT (offline evaluation, tests) ---------------------------
 
     def feed(self, topic: str, payload: bytes, now: float | None = None) -> None:
         """Decode one message as ``on_message`` does (``now``: the time of arrival)."""
-        self._decode(topic, payload, now)
+        self.receiver.decode(topic, payload, now)
 
     def drain(self) -> None:
         """Process everything fed so far as one micro-batch, in the caller's thread."""
@@ -389,10 +330,7 @@ class AnalyticsService:
         self.metrics.dropped.inc(res.dropped)
         if res.readings:
             self.metrics.lag.set(self.wall() - self.pipeline.watermark)
-        self._pending_signals.extend(res.signals)
-        self._pending_upgrades.extend(res.upgrades)
-        self._apply_signals()
-        self._write_derived(res.derived)
+        self.outbox.send(res)
         if any(m.status is not None or m.invalid for m in items):
             self._tick()  # status changes surface through the health stage's tick
         self.metrics.batch.observe(time.perf_counter() - started)
@@ -400,17 +338,8 @@ class AnalyticsService:
 
     def _tick(self) -> None:
         now = self.pipeline.clock.now()
-        res = self.pipeline.tick(now)
-        self._pending_signals.extend(res.signals)
-        self._pending_upgrades.extend(res.upgrades)
-        self._apply_signals()
-        self._write_derived(res.derived)
-        if self.lifecycle is None or self.db.get() is None:
-            return
-        try:
-            self._publish(self.lifecycle.tick(now))
-        except psycopg.OperationalError as exc:
-            self._db_failed(exc)
+        self.outbox.send(self.pipeline.tick(now))
+        self.outbox.tick_lifecycle(now)
 
     def _observe_peers(self) -> None:
         """Anomalies the other partitions raised recently, for spatial corroboration."""
@@ -434,58 +363,3 @@ class AnalyticsService:
             self.lifecycle.sync()
         except psycopg.OperationalError as exc:
             self._db_failed(exc)
-
-    def _apply_signals(self) -> None:
-        signals, upgrades = self._pending_signals, self._pending_upgrades
-        if not signals and not upgrades:
-            return
-        if len(signals) > MAX_PENDING_SIGNALS:
-            logger.warning(
-                "dropping %d old signals while the database is away",
-                len(signals) - MAX_PENDING_SIGNALS,
-            )
-            del signals[: len(signals) - MAX_PENDING_SIGNALS]
-        if self.lifecycle is None or self.db.get() is None:
-            return
-        self.counts["signals"] += len(signals)
-        self.metrics.signals.inc(len(signals))
-        try:
-            changes = self.lifecycle.apply(signals, upgrades, self.pipeline.clock.now())
-        except psycopg.OperationalError as exc:
-            self._db_failed(exc)  # keep the signals; the cache is reloaded on reconnect
-            return
-        except psycopg.Error:
-            logger.exception("the lifecycle failed on %d signals; they are dropped", len(signals))
-            self._pending_signals, self._pending_upgrades = [], []
-            self.lifecycle.load(self.pipeline.clock.now())
-            return
-        self._pending_signals, self._pending_upgrades = [], []
-        self._publish(changes)
-
-    def _publish(self, changes: list[Change]) -> None:
-        if not changes:
-            return
-        self.counts["changes"] += len(changes)
-        for ch in changes:
-            self.metrics.changes.labels(ch.action).inc()
-        # MQTT ioc/v1/alerts/... is published from the committed alert_events log (notify.relay)
-
-    def _write_derived(self, rows: list[Reading]) -> None:
-        self._pending_derived.extend(rows)
-        if not self._pending_derived:
-            return
-        conn = self.db.get()
-        if conn is None:
-            del self._pending_derived[: max(0, len(self._pending_derived) - 100_000)]
-            return
-        rows = self._pending_derived
-        try:
-            insert_readings(conn, rows)
-        except psycopg.OperationalError as exc:
-            self._db_failed(exc)
-            return
-        except psycopg.Error:
-            logger.exception("derived readings could not be stored; %d dropped", len(rows))
-        else:
-            self.counts["derived"] += len(rows)
-        self._pending_derived = []
