@@ -48,8 +48,7 @@ from core.codecs import encode_native
 from core.db import migrate
 from core.settings import parse_mqtt_url
 from core.topics import data_topic
-from ioc.embedded import find_mosquitto
-from tests.support.servers import private_mosquitto
+from tests.support.servers import find_mosquitto, private_mosquitto
 
 T0 = 1_763_769_600.0
 CAMERA = (

@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from api.auth import hash_token, new_token
 from api.config import ApiSettings
 from core.db import migrate
-from ioc.embedded import free_port
+from tests.support.servers import free_port
 
 BENCH_WS_DB = "ioc_bench_api"
 BENCH_QUERY_DB = "ioc_bench_readings"

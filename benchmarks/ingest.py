@@ -40,8 +40,7 @@ import psycopg
 from core.codecs import DEFAULT_LIMITS, encode_senml
 from core.db import migrate
 from core.settings import Settings, parse_mqtt_url
-from ioc.embedded import free_port
-from tests.support.servers import private_mosquitto
+from tests.support.servers import free_port, private_mosquitto
 
 METRICS = ("pm25", "pm10", "no2", "o3", "co")
 _MPCTX = mp.get_context("spawn")

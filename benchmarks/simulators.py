@@ -33,11 +33,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from core.codecs import encode_native
 from core.settings import MqttAddress
 from core.types import DISPLAY_TZ
-from ioc.embedded import find_mosquitto
 from simulators.build import SimConfig, build_engine
 from simulators.publisher import FileSink, MqttSink
 from simulators.runner import Runner, RunOptions
-from tests.support.servers import private_mosquitto
+from tests.support.servers import find_mosquitto, private_mosquitto
 
 TARGET_READINGS_PER_S = 50_000
 START = "2026-11-23T07:00:00"  # a Monday at the morning peak: every camera busy

@@ -273,6 +273,7 @@ def private_mosquitto(
 __all__ = [
     "MosquittoServer",
     "PostgresServer",
+    "find_mosquitto",
     "free_port",
     "pg_bindir",
     "private_mosquitto",
