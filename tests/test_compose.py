@@ -413,12 +413,14 @@ def test_tls_listener_when_certificates_are_mounted(tmp_path: Path) -> None:
             c.disconnect()
             c.loop_stop()
         # the TLS port speaks nothing else; the plain port still works inside
-        with pytest.raises((ssl.SSLError, OSError)):
-            ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "server.crt"))
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                ctx.wrap_socket(raw, server_hostname="localhost").close()
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "server.crt"))
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            pytest.raises((ssl.SSLError, OSError)),
+        ):
+            ctx.wrap_socket(raw, server_hostname="localhost").close()
         plain = Client(port, "ingest", "ingest-pw")
         assert not plain.refused
         plain.close()

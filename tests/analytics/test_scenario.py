@@ -88,7 +88,7 @@ def test_truth_file_and_durations(tmp_path: Path) -> None:
     assert t.kind == "sensor_fault.dropout" and t.is_fault and t.sensors == {"cam-1"}
     assert t.end - t.start == pytest.approx(2 * H + 48 * 60 + 4.234927)
     assert parse_duration("90m") == 5400 and parse_duration("2d") == 172_800
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be positive"):
         parse_duration("-1h")
 
 

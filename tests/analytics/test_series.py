@@ -172,5 +172,5 @@ def test_the_detector_is_pluggable_and_its_expected_range_is_used() -> None:
 def test_detector_choice_by_name() -> None:
     assert isinstance(make_series_detector("robust_z"), RobustZ)
     assert isinstance(make_series_detector("auto"), Detector)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown detector 'no-such-detector'"):
         make_series_detector("no-such-detector")

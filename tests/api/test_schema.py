@@ -3,8 +3,6 @@ error, every status, header and body conforms to the schema, invalid input is re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 import schemathesis
@@ -22,7 +20,7 @@ ADMIN_TOKEN = "schemathesis-admin-token"
 
 
 @pytest.fixture(scope="module")
-def target(shared_api: LiveApi, shared_db_url: str) -> Iterator[LiveApi]:
+def target(shared_api: LiveApi, shared_db_url: str) -> LiveApi:
     with psycopg.connect(shared_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO api_tokens (id, name, role, token_hash) VALUES (%s, 'fuzz', 'admin', %s)",
@@ -33,7 +31,7 @@ def target(shared_api: LiveApi, shared_db_url: str) -> Iterator[LiveApi]:
         )
         for _ in range(3):
             insert_alert(conn)
-    yield shared_api
+    return shared_api
 
 
 # the schema is static: build it from an app that is never started
