@@ -44,6 +44,7 @@ from analytics.engine.base import Batch, Context
 from analytics.eval.scenario import temporary_database
 from analytics.stages.registry import build_pipeline
 from analytics.stages.series import SeriesStage, make_series_detector
+from benchmarks import save_results
 from core.codecs import encode_native
 from core.db import migrate
 from core.settings import parse_mqtt_url
@@ -385,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"p50 {e2e['p50'] / max(floor, 1e-9):.1f} x broker + database alone"
                 )
             report["latency"] = lat
+    report["parameters"] = {"series": args.series, "steps": args.steps, "detector": args.detector}
+    save_results("analytics", report)
     if args.json:
         args.json.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     return 0

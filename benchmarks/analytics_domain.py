@@ -21,6 +21,7 @@ from analytics.stages import aqi, camera, fire
 from analytics.stages.aqi_stage import AqiStage
 from analytics.stages.camera_stage import CameraStage
 from analytics.stages.fire_stage import FireRiskStage
+from benchmarks import save_results
 
 _CAMERA_METRICS = list(camera.FEATURES)
 
@@ -52,8 +53,13 @@ def _city(
         )
 
 
+# readings/s of each measurement of the current run, by its label (saved as the results)
+RATES: dict[str, float] = {}
+
+
 def _rate(name: str, n: int, seconds: float, base: float | None = None) -> float:
     rate = n / seconds if seconds > 0 else float("inf")
+    RATES[name] = rate
     ratio = f"  x{rate / base:,.1f} vs baseline" if base else ""
     print(f"  {name:<44} {rate:>14,.0f} readings/s{ratio}")
     return rate
@@ -241,6 +247,7 @@ def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="analytics_domain", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a small city, a few seconds")
     args = ap.parse_args(argv)
+    RATES.clear()
     if args.quick:
         bench_aqi(50, 6)
         bench_fire(20, 7)
@@ -249,6 +256,7 @@ def run(argv: list[str] | None = None) -> int:
         bench_aqi(200, 24)
         bench_fire(50, 30)
         bench_camera(1873, 1)
+    save_results("analytics_domain", {"quick": args.quick, "readings_per_s": RATES})
     return 0
 
 

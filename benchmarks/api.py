@@ -34,6 +34,7 @@ from psycopg.types.json import Jsonb
 
 from api.auth import hash_token, new_token
 from api.config import ApiSettings
+from benchmarks import save_results
 from core.db import migrate
 from tests.support.servers import free_port
 
@@ -519,13 +520,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-only", action="store_true", help="generate the table, do not query")
     a = p.parse_args(argv)
     dsn = a.pg or ApiSettings().dsn
+    figures: dict[str, object] = {}
     if a.which in ("ws", "all"):
-        bench_ws(dsn, a.clients, a.procs, a.alerts, a.rate, a.workers)
+        figures["websocket"] = bench_ws(dsn, a.clients, a.procs, a.alerts, a.rate, a.workers) | {
+            "clients": a.clients,
+            "alerts": a.alerts,
+        }
     if a.which in ("query", "all"):
         if a.prepare_only:
             _prepare_readings(dsn, a.rows, max(a.days, 31), a.jobs, not a.regenerate)
         else:
-            bench_query(dsn, a.rows, a.days, a.queries, a.jobs, not a.regenerate)
+            figures["query"] = bench_query(
+                dsn, a.rows, a.days, a.queries, a.jobs, not a.regenerate
+            ) | {"rows": a.rows}
+    if figures:
+        save_results("api", figures)
     return 0
 
 

@@ -16,7 +16,6 @@ Both end with every reading stored exactly once, or they fail.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -24,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import save_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("results") / "chaos.json"
 SCENARIOS = {
     "kill -9, database stopped, broker restarted": "tests/ingest/test_nothing_lost.py",
     "broker cut, database cut, both cut, 5 % loss": "tests/ingest/test_network_faults.py",
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(
             f"{name}: {'PASSED' if proc.returncode == 0 else 'FAILED'}\n  {results[name]['report']}\n"
         )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save_results("chaos", results)
     return 0 if all(r["passed"] for r in results.values()) else 1
 
 

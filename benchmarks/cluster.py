@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import tempfile
 import threading
 import time
@@ -35,13 +34,13 @@ import psutil
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks import save_results
 from core.codecs import encode_native
 from core.db import migrate
 from tests.support.nats import NatsCluster
 from tests.support.parts import PartProcess, ioc_env
 from tests.support.servers import MosquittoServer, PostgresServer
 
-RESULTS = Path(__file__).with_name("results") / "cluster.json"
 SENSORS = 1000
 
 
@@ -277,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             f" CPU per 100k readings: ingest {r['ingest_cpu_s_per_100k']} s,"
             f" broker {r['broker_cpu_s_per_100k']} s, database {r['database_cpu_s_per_100k']} s"
         )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save_results("cluster", results)
     ok = all(r["complete"] and r["lost"] == 0 and r["doubled"] == 0 for r in results.values())
     return 0 if ok else 1
 

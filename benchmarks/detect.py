@@ -14,7 +14,6 @@ speed-up of the compiled step. Also prints the end-to-end time of the command
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -27,8 +26,7 @@ from analytics.detectors import make_detector
 from analytics.detectors.alarm import AlarmPolicy, alarm_columns
 from analytics.engine.base import FloatArray
 from analytics.eval.offline import Table, detect_main, read_table, score_table
-
-RESULTS = Path(__file__).with_name("results") / "detect.json"
+from benchmarks import save_results
 
 
 def generated(rows: int, seed: int = 0) -> Table:
@@ -105,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = read_table(args.input) if args.input else generated(args.rows)
     result = run(table)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save_results("detect", result)
     return 0
 
 

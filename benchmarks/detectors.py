@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from analytics.detectors import DETECTORS, make_detector
+from benchmarks import save_results
 
 
 def measure(name: str, n_series: int, n_steps: int, seed: int = 0) -> tuple[float, float]:
@@ -55,7 +56,9 @@ def run(n_series: int = 10_000, n_steps: int = 50) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     """``ioc bench detectors [--quick]``."""
     quick = "--quick" in (argv or [])
-    run(n_series=1_000 if quick else 10_000, n_steps=20 if quick else 50)
+    n_series, n_steps = (1_000, 20) if quick else (10_000, 50)
+    rates = run(n_series=n_series, n_steps=n_steps)
+    save_results("detectors", {"series": n_series, "steps": n_steps, "readings_per_cpu_s": rates})
     return 0
 
 

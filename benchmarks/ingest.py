@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import psycopg
 
+from benchmarks import save_results
 from core.codecs import DEFAULT_LIMITS, encode_senml
 from core.db import migrate
 from core.settings import Settings, parse_mqtt_url
@@ -513,6 +514,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     if results:
         _report(results)
+        save_results(
+            "ingest",
+            {
+                "publishers": args.publishers,
+                "sensors": args.sensors,
+                "scenarios": {
+                    sc.name: asdict(r)
+                    | {"messages": sc.messages, "readings": sc.readings}
+                    | {"e2e_readings_per_s": sc.readings / r.e2e_s if r.e2e_s else 0.0}
+                    for sc, r in results
+                },
+            },
+        )
     if soaked is not None:
         rss, took, stored = soaked
         expected = int(args.soak * args.soak_rate)

@@ -11,7 +11,6 @@ until every one is dead-lettered and prints the RSS after, as a ratio of the idl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,11 +22,10 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks import save_results
 from core.codecs import encode_native
 from core.db import migrate
 from tests.support.servers import MosquittoServer, PostgresServer, free_port
-
-RESULTS = Path(__file__).with_name("results") / "ingest_memory.json"
 
 
 def rss_mib(pid: int) -> float:
@@ -128,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=float, default=10.0)
     args = parser.parse_args(argv)
     result = run(args.count, args.mib)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save_results("ingest_memory", result)
     sys.stdout.write(
         f"idle RSS {result['idle_rss_mib']} MiB, after {args.count} x {args.mib:g} MiB messages"
         f" {result['after_rss_mib']} MiB: {result['ratio']:.2f} x idle (goal <= 1.2 x);"

@@ -35,10 +35,10 @@ from typing import Any
 
 import psycopg
 
+from benchmarks import save_results
 from core.db import migrate
 from tests.support.servers import PostgresServer
 
-RESULTS = Path(__file__).with_name("results") / "notify_latency.json"
 SQL_WARNING = (
     "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity, message)"
     " VALUES (%s, 'water_level', %s, 'threshold', 'water_level', 'threshold', 'warning',"
@@ -271,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait()
             rcv.server.shutdown()
             pg.stop()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save_results("notify_latency", result)
     return 0
 
 

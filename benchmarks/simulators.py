@@ -30,6 +30,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks import save_results
 from core.codecs import encode_native
 from core.settings import MqttAddress
 from core.types import DISPLAY_TZ
@@ -306,28 +307,29 @@ def main(argv: list[str]) -> int:
         f"best: {best.readings_per_s:,.0f} readings/s ({per_msg:.1f} readings a message) — {verdict} the "
         f"{TARGET_READINGS_PER_S:,} readings/s goal; messages/s are {best.messages_per_s / base.messages_per_s:.0%} of bare paho"
     )
+    doc = {
+        "benchmark": "simulate",
+        "cpus": cpus,
+        "scale": args.scale,
+        "simulated_s": sim_s,
+        "start_hanoi": START,
+        "timezone": str(DISPLAY_TZ),
+        "load_average": os.getloadavg()[0],
+        "results": [
+            asdict(r)
+            | {
+                "readings_per_s": r.readings_per_s,
+                "messages_per_s": r.messages_per_s,
+                "readings_per_cpu_s": r.readings_per_cpu_s,
+                "readings_per_broker_cpu_s": r.readings_per_broker_cpu_s,
+            }
+            for r in results
+        ],
+        "target_readings_per_s": TARGET_READINGS_PER_S,
+        "best_readings_per_s": best.readings_per_s,
+    }
+    save_results("simulators", doc)
     if args.json:
-        doc = {
-            "benchmark": "simulate",
-            "cpus": cpus,
-            "scale": args.scale,
-            "simulated_s": sim_s,
-            "start_hanoi": START,
-            "timezone": str(DISPLAY_TZ),
-            "load_average": os.getloadavg()[0],
-            "results": [
-                asdict(r)
-                | {
-                    "readings_per_s": r.readings_per_s,
-                    "messages_per_s": r.messages_per_s,
-                    "readings_per_cpu_s": r.readings_per_cpu_s,
-                    "readings_per_broker_cpu_s": r.readings_per_broker_cpu_s,
-                }
-                for r in results
-            ],
-            "target_readings_per_s": TARGET_READINGS_PER_S,
-            "best_readings_per_s": best.readings_per_s,
-        }
         Path(args.json).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return 0
 

@@ -18,7 +18,6 @@ real camera's smooth series: the compressed figure is an upper bound. Results go
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import tempfile
@@ -31,10 +30,10 @@ from typing import Any
 
 import psycopg
 
+from benchmarks import save_results
 from core.db import migrate
 from tests.support.servers import PostgresServer, free_port
 
-RESULTS = Path(__file__).with_name("results") / "storage.json"
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {  # metric -> SQL of a value in its usual range
     "vehicle_count": "floor(random() * 300)",
@@ -162,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("TimescaleDB: skipped (node and npm are needed for PGlite)")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save_results("storage", results)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,18 @@ TEMPLATE_DB = "ioc_template"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_error_logs: the test expects ERROR log records")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bench_results_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Benchmarks run by tests write their figures here, not over ``benchmarks/results``."""
+    before = os.environ.get("IOC_BENCH_RESULTS")
+    os.environ["IOC_BENCH_RESULTS"] = str(tmp_path_factory.mktemp("bench-results"))
+    yield
+    if before is None:
+        os.environ.pop("IOC_BENCH_RESULTS", None)
+    else:
+        os.environ["IOC_BENCH_RESULTS"] = before
 
 
 @pytest.fixture(scope="session")
