@@ -17,11 +17,19 @@ import yaml
 
 from core.codecs import FIWARE_ATTRS, FIWARE_TYPES
 from core.metrics import METRICS
-from core.topics import ALL_ALERTS, ALL_DATA, ALL_META, ALL_STATUS, PREFIX, SENSOR_ID_RE
-from core.types import Alert, DeviceStatus, SensorKind, Severity
+from core.topics import (
+    ALL_ALERTS,
+    ALL_DATA,
+    ALL_INCIDENTS,
+    ALL_META,
+    ALL_STATUS,
+    PREFIX,
+    SENSOR_ID_RE,
+)
+from core.types import Alert, DeviceStatus, Incident, SensorKind, Severity
 
 JSON_SCHEMA = "http://json-schema.org/draft-07/schema#"  # what AsyncAPI 3.0 schemas extend
-CONTRACT_VERSION = "1.0.0"  # of the v1 topic tree; bump with any change of the payloads
+CONTRACT_VERSION = "1.1.0"  # of the v1 topic tree; bump with any change of the payloads
 MAX_ENTRIES = 10_000  # IOC_MAX_ENTRIES' default: entries in one message
 
 Schema = dict[str, Any]
@@ -232,6 +240,35 @@ def alert_schema() -> Schema:
     return schema
 
 
+def incident_schema() -> Schema:
+    """An incident event on ``ioc/v1/incidents/<severity>/<hazard>``: the action and the incident."""
+    model = Incident.model_json_schema()
+    incident: Schema = _inline(model, model.get("$defs", {}))
+    incident["description"] = (
+        "The incident after the change; fields may be added, so ignore those you do not know."
+    )
+    return {
+        "title": "Incident event",
+        "description": "One committed change of an incident (related alerts grouped by"
+        " analytics); seq increases in commit order, so drop any seq already seen.",
+        "type": "object",
+        "properties": {
+            "seq": {"type": "integer", "description": "position in the committed event log"},
+            "event": {
+                "type": "string",
+                "description": "what happened (the same word as action)",
+                "examples": ["opened", "escalated", "acknowledged", "shelved", "resolved"],
+            },
+            "action": {"type": "string", "description": "the same word as event"},
+            "time": {"type": "string", "format": "date-time"},
+            "actor": {"type": "string", "description": "system, notify or an operator's name"},
+            "note": {"type": ["string", "null"]},
+            "incident": incident,
+        },
+        "required": ["seq", "event", "action", "time", "incident"],
+    }
+
+
 def payload_schemas() -> dict[str, Schema]:
     """Every payload's JSON Schema by file name stem (``docs/schemas/<name>.json``)."""
     return {
@@ -239,6 +276,7 @@ def payload_schemas() -> dict[str, Schema]:
         "meta": meta_schema(),
         "status": status_schema(),
         "alert": alert_schema(),
+        "incident": incident_schema(),
     }
 
 
@@ -306,6 +344,22 @@ def asyncapi_document() -> Schema:
             },
             "messages": {"alert": {"$ref": "#/components/messages/alert"}},
         },
+        "incidents": {
+            "address": PREFIX + "/incidents/{severity}/{hazard}",
+            "title": "Incident events",
+            "description": "Incident changes (opened, updated, escalated, acknowledged, shelved,"
+            " resolved, notified, ...) relayed from the committed event log after they are"
+            f" committed (QoS 1, not retained). Filter: `{ALL_INCIDENTS}`.",
+            "parameters": {
+                "severity": {"enum": [s.value for s in Severity]},
+                "hazard": {
+                    "description": "air_pollution, flooding, traffic, fire_weather,"
+                    " severe_weather, noise, device_fault or other",
+                    "examples": ["air_pollution"],
+                },
+            },
+            "messages": {"incident": {"$ref": "#/components/messages/incident"}},
+        },
     }
     operations: Schema = {
         "receiveReadings": {
@@ -337,6 +391,13 @@ def asyncapi_document() -> Schema:
             "bindings": _mqtt_op(1, False),
             "messages": [{"$ref": "#/channels/alerts/messages/alert"}],
         },
+        "sendIncidents": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/incidents"},
+            "summary": "Every committed incident change, from the same log as the alerts.",
+            "bindings": _mqtt_op(1, False),
+            "messages": [{"$ref": "#/channels/incidents/messages/incident"}],
+        },
     }
     schemas = payload_schemas()
     messages: Schema = {
@@ -365,6 +426,12 @@ def asyncapi_document() -> Schema:
             "title": "Alert event",
             "contentType": "application/json",
             "payload": {"$ref": "#/components/schemas/alert"},
+        },
+        "incident": {
+            "name": "incident",
+            "title": "Incident event",
+            "contentType": "application/json",
+            "payload": {"$ref": "#/components/schemas/incident"},
         },
     }
     return {

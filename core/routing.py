@@ -1,8 +1,8 @@
 """Notification routes and escalation policies: their schema, the YAML file, and matching.
 
-A route sends matching alert events to channels; an escalation policy notifies tiers
-one after another while an alert stays unacknowledged, then reminds every
-``repeat_minutes``.  Both are data: a YAML file (``IOC_NOTIFY_ROUTES``) and rows managed
+A route sends matching alert or incident events to channels (``subject``); an
+escalation policy notifies tiers one after another while an alert or incident stays
+unacknowledged, then reminds every ``repeat_minutes``.  Both are data: a YAML file (``IOC_NOTIFY_ROUTES``) and rows managed
 through the admin API share this schema.  A mistake in the file raises ``ConfigError``
 naming its line.
 """
@@ -16,13 +16,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
-from core.events import AlertAction, AlertEvent
-from core.types import DISPLAY_TZ, Alert, AlertClass, SensorKind, Severity
+from core.events import AlertAction, Event
+from core.types import DISPLAY_TZ, Alert, AlertClass, Incident, SensorKind, Severity
 
 Lang = Literal["vi", "en"]
+# what a route or policy is about: alerts (the default), incidents (one notification per
+# episode; its member alerts are not notified on their own), or both, each on its own
+Subject = Literal["alert", "incident", "both"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_EVENTS = frozenset(
@@ -38,16 +41,24 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class Match(BaseModel):
-    """What an alert must be for a route or policy to apply; empty lists mean any."""
+    """What an alert or incident must be for a route or policy to apply; empty lists mean any."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    subject: Subject = Field(default="alert", description="alert, incident or both")
     min_severity: Severity = Severity.INFO
-    kinds: tuple[SensorKind, ...] = Field(default=(), description="sensor kinds")
+    kinds: tuple[SensorKind, ...] = Field(
+        default=(), description="sensor kinds (of an incident: any of its sensors)"
+    )
+    hazards: tuple[str, ...] = Field(
+        default=(), description="incident hazards, e.g. flooding, air_pollution (incidents only)"
+    )
     rules: tuple[str, ...] = Field(
         default=(), description="hazard rules, globs allowed, e.g. water_level.*"
     )
-    districts: tuple[str, ...] = Field(default=(), description="alert areas, e.g. Hoàn Kiếm")
+    districts: tuple[str, ...] = Field(
+        default=(), description="alert areas, e.g. Hoàn Kiếm (of an incident: any of its areas)"
+    )
     classes: tuple[AlertClass, ...] = ()
     days: tuple[Day, ...] = Field(default=(), description="local (Asia/Ho_Chi_Minh) weekdays")
     hours: str | None = Field(
@@ -61,7 +72,29 @@ class Match(BaseModel):
             _window(v)
         return v
 
-    def matches(self, alert: Alert, at: datetime) -> bool:
+    @model_validator(mode="after")
+    def _fits_subject(self) -> Match:
+        if self.subject == "alert" and self.hazards:
+            raise ValueError("hazards match incidents: set subject to incident or both")
+        if self.subject == "incident" and (self.rules or self.classes):
+            raise ValueError("rules and classes match alerts: set subject to alert or both")
+        return self
+
+    def about(self, subject: str) -> bool:
+        """Whether it applies to alerts (``alert``) or incidents (``incident``) at all."""
+        return self.subject in (subject, "both")
+
+    def matches(self, thing: Alert | Incident, at: datetime) -> bool:
+        if isinstance(thing, Incident):
+            if not self._matches_incident(thing):
+                return False
+        elif not self._matches_alert(thing):
+            return False
+        return self._matches_time(at)
+
+    def _matches_alert(self, alert: Alert) -> bool:
+        if not self.about("alert") or self.hazards:
+            return False  # a filter of incidents' own excludes alerts
         if alert.severity.rank < self.min_severity.rank:
             return False
         if self.kinds and alert.kind not in self.kinds:
@@ -70,8 +103,20 @@ class Match(BaseModel):
             return False
         if self.districts and alert.area not in self.districts:
             return False
-        if self.classes and alert.alert_class not in self.classes:
+        return not (self.classes and alert.alert_class not in self.classes)
+
+    def _matches_incident(self, incident: Incident) -> bool:
+        if not self.about("incident") or self.rules or self.classes:
+            return False  # a filter of alerts' own excludes incidents
+        if incident.severity.rank < self.min_severity.rank:
             return False
+        if self.kinds and not set(self.kinds) & set(incident.kinds):
+            return False
+        if self.hazards and incident.hazard not in self.hazards:
+            return False
+        return not (self.districts and not set(self.districts) & set(incident.areas))
+
+    def _matches_time(self, at: datetime) -> bool:
         local = at.astimezone(DISPLAY_TZ)
         if self.days and DAYS[local.weekday()] not in self.days:
             return False
@@ -131,12 +176,12 @@ class Route(Match, Targets):
     )
     rate_per_minute: float = Field(default=60.0, gt=0, le=100_000)
 
-    def wants(self, event: AlertEvent) -> bool:
-        return event.action in self.events and self.matches(event.alert, event.time)
+    def wants(self, event: Event) -> bool:
+        return event.action in self.events and self.matches(event.entity, event.time)
 
 
 class Step(Targets):
-    """One tier of an escalation: notify it when the alert is unacknowledged this long."""
+    """One tier of an escalation: notify it when the alert or incident is unacknowledged this long."""
 
     after_minutes: float = Field(ge=0, le=10_080)
 

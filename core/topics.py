@@ -4,6 +4,7 @@ ioc/v1/<kind>/<sensor_id>/data     readings (QoS 1)
 ioc/v1/<kind>/<sensor_id>/meta     retained self-registration
 ioc/v1/<kind>/<sensor_id>/status   retained online/offline (the device's Last Will)
 ioc/v1/alerts/<severity>/<kind>    alert events, relayed from the committed alert_events log
+ioc/v1/incidents/<severity>/<hazard>  incident events, relayed from the same log
 """
 
 from __future__ import annotations
@@ -58,12 +59,22 @@ def alert_topic(severity: Severity | str, kind: SensorKind | str) -> str:
     return f"{PREFIX}/alerts/{Severity(severity).value}/{SensorKind(kind).value}"
 
 
+_HAZARD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def incident_topic(severity: Severity | str, hazard: str) -> str:
+    """``ioc/v1/incidents/<severity>/<hazard>``; a hazard that is no plain word is ``other``."""
+    level = hazard if _HAZARD_RE.match(hazard) else "other"
+    return f"{PREFIX}/incidents/{Severity(severity).value}/{level}"
+
+
 # Subscription filters
 ALL_DATA = f"{PREFIX}/+/+/data"
 ALL_META = f"{PREFIX}/+/+/meta"
 ALL_STATUS = f"{PREFIX}/+/+/status"
 ALL_SENSOR = f"{PREFIX}/+/+/+"
 ALL_ALERTS = f"{PREFIX}/alerts/#"
+ALL_INCIDENTS = f"{PREFIX}/incidents/#"
 
 
 def shared(group: str, topic_filter: str) -> str:

@@ -1,4 +1,4 @@
-"""Domain types shared by every part: sensors, readings, alerts and their enums."""
+"""Domain types shared by every part: sensors, readings, alerts, incidents and their enums."""
 
 from __future__ import annotations
 
@@ -113,6 +113,37 @@ class Alert(BaseModel):
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     occurrences: int = 1
+
+
+class Incident(BaseModel):
+    """Related alerts grouped by the correlator (one hazard, neighbouring sensors, one time window)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    hazard: str
+    group_key: str = ""
+    status: AlertStatus
+    severity: Severity
+    title: str
+    title_vi: str
+    sensors: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    polygon: dict[str, Any] | None = None
+    peak: dict[str, Any] = Field(default_factory=dict)
+    alert_count: int = 0
+    active_alerts: int = 0
+    first_seen: datetime
+    last_seen: datetime
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
 
 
 def utcnow() -> datetime:

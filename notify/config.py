@@ -21,7 +21,16 @@ class NotifySettings(Settings):
         description="run the relay and dispatcher inside ioc api and ioc analytics too",
     )
     notify_mqtt_relay: bool = Field(
-        default=True, description="publish the alert event log on ioc/v1/alerts/<severity>/<kind>"
+        default=True,
+        description="publish the event log on ioc/v1/alerts/<severity>/<kind> and"
+        " ioc/v1/incidents/<severity>/<hazard>",
+    )
+    notify_group_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="how long an alert event waits for the correlator to place its alert in an"
+        " incident, when a route notifies incidents instead of their alerts",
     )
     notify_poll_s: float = Field(default=0.2, gt=0, le=60, description="idle poll interval")
     notify_workers: int = Field(

@@ -1,6 +1,6 @@
 """From the committed event log to the outbox: route matching and escalation state.
 
-The planner reads ``alert_events`` after its cursor (``event_cursors.name = 'notify'``),
+The planner reads ``alert_events`` (the events of alerts and of incidents) after its cursor (``event_cursors.name = 'notify'``),
 in ``seq`` order.  In one transaction it writes an outbox row per matching (event,
 route, target), keyed ``ev:<seq>:<route>:<n>`` (``ON CONFLICT DO NOTHING``), updates
 the escalation state, and moves the cursor: a crash before the commit redoes the same
@@ -9,7 +9,15 @@ planners (one per process) take turns: the one that locks the cursor row works, 
 others skip it.
 
 ``tick`` takes the escalations that are due, notifies the next tier (or reminds), and
-records each step as an audited ``notified`` event of the alert.
+records each step as an audited ``notified`` event of the alert or incident.  A
+shelved alert or incident, or an alert under maintenance, holds its escalation (no step,
+no reminder) until it comes back; events of a shelved one are not sent either.
+
+A route or policy with ``subject: incident`` is sent one notification per incident: the
+events of alerts that belong to an incident are not sent on it.  So that an alert's
+event is judged after the correlator placed it, such an event waits (at most
+``group_wait_s``) until the correlator's cursor has passed it; an alert that is then in
+no incident (no correlator runs) is sent as an alert.
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from core.events import ALERTS_SHOWN, EVENT_COLUMNS, AlertAction, AlertEvent
-from core.routing import Escalation, Route, RoutesFile, Targets, mask_target
+from core.events import EVENT_COLUMNS, EVENTS_SHOWN, AlertAction, Event, event_from_row
+from core.routing import Escalation, Match, Route, RoutesFile, Targets, mask_target
 from core.types import AlertStatus, utcnow
 from notify.render import render
 
@@ -50,6 +58,29 @@ class Book:
 
     def policy(self, name: str) -> Escalation | None:
         return next((e for e in self.escalations if e.name == name), None)
+
+    @property
+    def groups(self) -> bool:
+        """Some route or policy notifies incidents instead of their alerts."""
+        return any(m.subject == "incident" for m in (*self.routes, *self.escalations))
+
+
+def applies(match: Match, event: Event, grouped: bool) -> bool:
+    """Whether a route or policy applies to the subject of ``event``.
+
+    ``grouped``: the event's alert belongs to an incident.  On ``subject: incident`` an
+    alert in no incident stands for its own (so that nothing goes unsaid).
+    """
+    if event.subject == "alert" and match.subject == "incident":
+        if grouped or match.hazards:
+            return False
+        match = match.model_copy(update={"subject": "both"})
+    return match.matches(event.entity, event.time)
+
+
+def _key_column(event_or_subject: Event | str) -> str:
+    subject = event_or_subject if isinstance(event_or_subject, str) else event_or_subject.subject
+    return "incident_id" if subject == "incident" else "alert_id"
 
 
 class RouteBook:
@@ -82,9 +113,7 @@ class RouteBook:
         return self._book
 
 
-def document(
-    event: AlertEvent, *, key: str, reason: str, route: str, step: int, lang: str
-) -> bytes:
+def document(event: Event, *, key: str, reason: str, route: str, step: int, lang: str) -> bytes:
     """The JSON body of a notification (webhooks get exactly these bytes)."""
     title, text = render(event, lang="en" if lang == "en" else "vi", reason=reason, route=route, step=step)  # fmt: skip
     doc = event.document()
@@ -102,7 +131,7 @@ def document(
 
 def _outbox(
     cur: psycopg.Cursor[Any],
-    event: AlertEvent,
+    event: Event,
     targets: Targets,
     *,
     key_prefix: str,
@@ -118,10 +147,11 @@ def _outbox(
             event, key=key, reason=reason, route=route, step=step, lang=targets.language
         )
         cur.execute(
-            "INSERT INTO notifications (idempotency_key, alert_id, event_seq, reason, route, step,"
-            " channel, target, lang, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO notifications (idempotency_key, {_key_column(event)}, event_seq, reason,"
+            " route, step, channel, target, lang, body)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (idempotency_key) DO NOTHING",
-            (key, event.alert.id, event_seq, reason, route, step, mask_target(target), target,
+            (key, event.subject_id, event_seq, reason, route, step, mask_target(target), target,
              targets.language, body.decode()),
         )  # fmt: skip
         n += cur.rowcount
@@ -129,10 +159,20 @@ def _outbox(
 
 
 class Planner:
-    def __init__(self, book: RouteBook, *, on_planned: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        book: RouteBook,
+        *,
+        on_planned: Callable[[], None] = lambda: None,
+        group_wait_s: float = 10.0,
+    ) -> None:
         self.book = book
         self.on_planned = on_planned
-        self.counts = {"events": 0, "planned": 0, "escalations": 0, "reminders": 0, "bad": 0}
+        self.group_wait_s = group_wait_s
+        self.counts = {
+            "events": 0, "planned": 0, "escalations": 0, "reminders": 0, "bad": 0,
+            "shelved": 0, "grouped": 0,
+        }  # fmt: skip
 
     def step(self, conn: psycopg.Connection[Any]) -> int:
         """Plan one page of new events; return how many events were read (0: idle or busy)."""
@@ -146,23 +186,25 @@ class Planner:
             if row is None:
                 return 0  # another planner holds the cursor
             cur.execute(
-                f"SELECT {EVENT_COLUMNS}, detail FROM alert_events WHERE seq > %s{ALERTS_SHOWN}"
-                " ORDER BY seq LIMIT %s",
+                f"SELECT {EVENT_COLUMNS}, detail,"
+                " extract(epoch FROM clock_timestamp() - time) AS age_s"
+                f" FROM alert_events WHERE seq > %s{EVENTS_SHOWN} ORDER BY seq LIMIT %s",
                 (row["seq"], PAGE),
             )
             rows = cur.fetchall()
+            if book.groups:
+                rows = self._placed(cur, rows)
             if not rows:
                 return 0
             for r in rows:
                 try:
-                    event = AlertEvent.from_row(r)
+                    event = event_from_row(r)
                 except ValidationError as exc:
                     self.counts["bad"] += 1
-                    logger.warning(
-                        "event %s is not a valid alert event, skipped: %s", r["seq"], exc
-                    )
+                    logger.warning("event %s is not a valid event, skipped: %s", r["seq"], exc)
                     continue
-                planned += self._plan(cur, book, event)
+                grouped = book.groups and event.subject == "alert" and _grouped(cur, event)
+                planned += self._plan(cur, book, event, grouped)
                 if event.action is AlertAction.NOTIFIED:
                     planned += self._escalation_step(cur, book, event, r["detail"])
             cur.execute(
@@ -175,32 +217,47 @@ class Planner:
             self.on_planned()
         return len(rows)
 
-    def _plan(self, cur: psycopg.Cursor[Any], book: Book, event: AlertEvent) -> int:
+    def _placed(self, cur: psycopg.Cursor[Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows up to the first alert event the correlator has yet to place (group wait)."""
+        cur.execute("SELECT seq FROM incident_cursor WHERE id = 1")
+        got = cur.fetchone()
+        placed = int(got["seq"]) if got else 0
+        for i, r in enumerate(rows):
+            if r["alert_id"] is not None and r["seq"] > placed and r["age_s"] < self.group_wait_s:
+                return rows[:i]
+        return rows
+
+    def _plan(self, cur: psycopg.Cursor[Any], book: Book, event: Event, grouped: bool) -> int:
         n = 0
-        for route in book.routes:
-            if route.wants(event):
-                n += _outbox(
-                    cur, event, route, key_prefix=f"ev:{event.seq}:{route.name}",
-                    reason="event", route=route.name, step=0, event_seq=event.seq,
-                )  # fmt: skip
-        alert = event.alert
-        if event.action in _STOPPERS or alert.status is not AlertStatus.OPEN:
-            cur.execute("DELETE FROM notify_escalations WHERE alert_id = %s", (alert.id,))
+        if grouped:
+            self.counts["grouped"] += 1
+        if event.shelved_at(event.time):
+            self.counts["shelved"] += 1  # shelved: recorded, not sent
+        else:
+            for route in book.routes:
+                if event.action in route.events and applies(route, event, grouped):
+                    n += _outbox(
+                        cur, event, route, key_prefix=f"ev:{event.seq}:{route.name}",
+                        reason="event", route=route.name, step=0, event_seq=event.seq,
+                    )  # fmt: skip
+        column, subject_id = _key_column(event), event.subject_id
+        if event.action in _STOPPERS or event.entity.status is not AlertStatus.OPEN:
+            cur.execute(f"DELETE FROM notify_escalations WHERE {column} = %s", (subject_id,))
         elif event.action in _STARTERS:
             for policy in book.escalations:
-                if policy.matches(alert, event.time):
+                if applies(policy, event, grouped):
                     first = timedelta(minutes=policy.steps[0].after_minutes)
                     cur.execute(
-                        "INSERT INTO notify_escalations (alert_id, policy, started_at, next_at)"
+                        f"INSERT INTO notify_escalations ({column}, policy, started_at, next_at)"
                         " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (alert.id, policy.name, event.time, event.time + first),
+                        (subject_id, policy.name, event.time, event.time + first),
                     )
         elif event.action is AlertAction.DEESCALATED:
             # things improved: drop the policies that no longer apply
-            gone = [p.name for p in book.escalations if not p.matches(alert, event.time)]
+            gone = [p.name for p in book.escalations if not applies(p, event, grouped)]
             cur.execute(
-                "DELETE FROM notify_escalations WHERE alert_id = %s AND policy = ANY(%s)",
-                (alert.id, gone),
+                f"DELETE FROM notify_escalations WHERE {column} = %s AND policy = ANY(%s)",
+                (subject_id, gone),
             )
         return n
 
@@ -210,26 +267,39 @@ class Planner:
         Each step is its own short transaction: it records the audited ``notified`` event
         (which takes the alert writers' lock, so it must not linger) and moves the
         escalation on; the planner turns that event into outbox rows like any other.
+        An escalation whose alert or incident is shelved, or whose alert is under
+        maintenance, is held: it stays due and goes on once that ends.
         """
         book = self.book.get(conn)
         taken = 0
         for _ in range(MAX_STEPS_PER_TICK):
             with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
-                    "SELECT e.alert_id, e.policy, e.step, e.reminders, e.started_at, a.status"
-                    " FROM notify_escalations e JOIN alerts a ON a.id = e.alert_id"
-                    " WHERE e.next_at <= coalesce(%s, now())"
+                    "SELECT e.alert_id, e.incident_id, e.policy, e.step, e.reminders,"
+                    " e.started_at, coalesce(a.status, i.status) AS status"
+                    " FROM notify_escalations e"
+                    " LEFT JOIN alerts a ON a.id = e.alert_id"
+                    " LEFT JOIN incidents i ON i.id = e.incident_id"
+                    " WHERE e.next_at <= coalesce(%(now)s, now())"
+                    " AND coalesce(a.shelved_until, i.shelved_until, '-infinity')"
+                    " <= coalesce(%(now)s, now())"
+                    " AND NOT EXISTS (SELECT 1 FROM maintenance_windows w"
+                    " WHERE w.id = a.suppressed_by AND w.cancelled_at IS NULL"
+                    " AND w.ends_at > coalesce(%(now)s, now()))"
                     " ORDER BY e.next_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
-                    (now,),
+                    {"now": now},
                 )
                 d = cur.fetchone()
                 if d is None:
                     break
+                subject = "incident" if d["incident_id"] is not None else "alert"
+                d["column"] = _key_column(subject)
+                d["id"] = d["incident_id"] if subject == "incident" else d["alert_id"]
                 policy = book.policy(d["policy"])
                 if policy is None or d["status"] != AlertStatus.OPEN.value:
                     cur.execute(
-                        "DELETE FROM notify_escalations WHERE alert_id = %s AND policy = %s",
-                        (d["alert_id"], d["policy"]),
+                        f"DELETE FROM notify_escalations WHERE {d['column']} = %s AND policy = %s",
+                        (d["id"], d["policy"]),
                     )
                     continue
                 self._take(cur, policy, d)
@@ -257,14 +327,14 @@ class Planner:
             next_at = None
         if next_at is None:
             cur.execute(
-                "DELETE FROM notify_escalations WHERE alert_id = %s AND policy = %s",
-                (d["alert_id"], policy.name),
+                f"DELETE FROM notify_escalations WHERE {d['column']} = %s AND policy = %s",
+                (d["id"], policy.name),
             )
         else:
             cur.execute(
                 "UPDATE notify_escalations SET step = %s, reminders = %s, next_at = %s"
-                " WHERE alert_id = %s AND policy = %s",
-                (step, reminders, next_at, d["alert_id"], policy.name),
+                f" WHERE {d['column']} = %s AND policy = %s",
+                (step, reminders, next_at, d["id"], policy.name),
             )
         detail = {
             "policy": policy.name,
@@ -273,10 +343,11 @@ class Planner:
             "started": int(started.timestamp() * 1000),
         }
         # last: the writers' lock is held from here to the commit only
-        cur.execute("SELECT ioc_alert_notified(%s, %s, %s)", (d["alert_id"], note, Jsonb(detail)))
+        notified = "ioc_incident_notified" if d["incident_id"] is not None else "ioc_alert_notified"
+        cur.execute(f"SELECT {notified}(%s, %s, %s)", (d["id"], note, Jsonb(detail)))
 
     def _escalation_step(
-        self, cur: psycopg.Cursor[Any], book: Book, event: AlertEvent, detail: Any
+        self, cur: psycopg.Cursor[Any], book: Book, event: Event, detail: Any
     ) -> int:
         """Outbox rows for a ``notified`` event that records an escalation step or reminder."""
         if not isinstance(detail, dict):
@@ -291,8 +362,15 @@ class Planner:
             targets = policy.steps[-1]
         else:
             return 0
-        prefix = f"{reason[:3]}:{event.alert.id}:{policy.name}:{detail.get('started')}:{number}"
+        who = event.subject_id if event.subject == "alert" else f"incident-{event.subject_id}"
+        prefix = f"{reason[:3]}:{who}:{policy.name}:{detail.get('started')}:{number}"
         return _outbox(
             cur, event, targets, key_prefix=prefix,
             reason=reason, route=policy.name, step=number, event_seq=event.seq,
         )  # fmt: skip
+
+
+def _grouped(cur: psycopg.Cursor[Any], event: Event) -> bool:
+    """Whether the event's alert belongs to an incident."""
+    cur.execute("SELECT 1 FROM incident_alerts WHERE alert_id = %s LIMIT 1", (event.subject_id,))
+    return cur.fetchone() is not None

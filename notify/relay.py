@@ -1,4 +1,5 @@
-"""The MQTT relay: publishes the committed alert event log on ``ioc/v1/alerts/<severity>/<kind>``.
+"""The MQTT relay: publishes the committed event log on ``ioc/v1/alerts/<severity>/<kind>``
+and ``ioc/v1/incidents/<severity>/<hazard>``.
 
 It locks its cursor row (``event_cursors.name = 'mqtt'``, ``FOR UPDATE SKIP LOCKED``),
 reads the events after it, publishes each with QoS 1 and waits for the broker's PUBACK,
@@ -23,7 +24,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from core.brokers import BrokerNodes, follow
-from core.events import ALERTS_SHOWN, EVENT_COLUMNS, AlertEvent
+from core.events import EVENT_COLUMNS, EVENTS_SHOWN, event_from_row
 from core.settings import MqttAddress
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class MqttLink:
                 self._refused.clear()
             if refused:
                 raise BrokerUnavailable(
-                    f"the broker refused {len(refused)} publications on ioc/v1/alerts/..."
+                    f"the broker refused {len(refused)} publications on ioc/v1/alerts/... or"
+                    " ioc/v1/incidents/..."
                     " (is this client allowed to write there?)"
                 )
         except (RuntimeError, ValueError) as exc:  # paho: connection lost, queue full
@@ -118,7 +120,7 @@ class Relay:
             if row is None:
                 return 0
             cur.execute(
-                f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq > %s{ALERTS_SHOWN}"
+                f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE seq > %s{EVENTS_SHOWN}"
                 " ORDER BY seq LIMIT %s",
                 (row["seq"], PAGE),
             )
@@ -128,12 +130,10 @@ class Relay:
             messages = []
             for r in rows:
                 try:
-                    ev = AlertEvent.from_row(r)
+                    ev = event_from_row(r)
                 except ValidationError as exc:
                     self.counts["bad"] += 1
-                    logger.warning(
-                        "event %s is not a valid alert event, skipped: %s", r["seq"], exc
-                    )
+                    logger.warning("event %s is not a valid event, skipped: %s", r["seq"], exc)
                     continue
                 messages.append((ev.topic, ev.to_json()))
             self.link.publish_all(messages)  # raises: the transaction rolls back, cursor stays

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from core.events import AlertEvent
+from core.events import AlertEvent, Event
 from core.routing import Lang
 from core.types import to_display
 
@@ -46,25 +46,35 @@ def _words() -> dict[str, dict[str, dict[str, str]]]:
 
 
 def render(
-    event: AlertEvent, *, lang: Lang, reason: str = "event", route: str = "", step: int = 0
+    event: Event, *, lang: Lang, reason: str = "event", route: str = "", step: int = 0
 ) -> tuple[str, str]:
-    """The title and text of a notification about ``event``."""
+    """The title and text of a notification about ``event`` (an alert's or an incident's)."""
     w = _words()[lang]
-    alert = event.alert
-    ctx = {
-        "alert": alert,
+    thing = event.entity
+    ctx: dict[str, Any] = {
         "actor": event.actor,
         "note": event.note,
         "reason": reason,
         "route": route,
         "step": step,
-        "severity_word": w["severity"][alert.severity.value],
-        "status_word": w["status"][alert.status.value],
+        "severity_word": w["severity"][thing.severity.value],
+        "status_word": w["status"][thing.status.value],
         "action_word": w["action"].get(event.action.value, event.action.value),
-        "kind_word": w["kind"].get(alert.kind.value, alert.kind.value),
         "local_time": to_display(event.time).strftime("%H:%M:%S %d/%m/%Y"),
     }
+    if isinstance(event, AlertEvent):
+        ctx.update(alert=event.alert, kind_word=w["kind"].get(event.alert.kind, event.alert.kind))
+        prefix = ""
+    else:
+        incident = event.incident
+        ctx.update(
+            incident=incident,
+            incident_title=incident.title_vi if lang == "vi" else incident.title,
+            hazard_word=w["hazard"].get(incident.hazard, incident.hazard),
+            kind_words=[w["kind"].get(k, k) for k in incident.kinds],
+        )
+        prefix = "incident_"
     env = _env()
-    title = env.get_template(f"{lang}/title.txt.j2").render(ctx).strip()
-    body = env.get_template(f"{lang}/body.txt.j2").render(ctx).strip()
+    title = env.get_template(f"{lang}/{prefix}title.txt.j2").render(ctx).strip()
+    body = env.get_template(f"{lang}/{prefix}body.txt.j2").render(ctx).strip()
     return " ".join(title.split()), body

@@ -39,7 +39,9 @@ class NotifyService:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.planner = Planner(
-            RouteBook(self.routes, settings.notify_routes_reload_s), on_planned=self._wake.set
+            RouteBook(self.routes, settings.notify_routes_reload_s),
+            on_planned=self._wake.set,
+            group_wait_s=settings.notify_group_wait_s,
         )
         secret = settings.notify_webhook_secret.get_secret_value()
         if not secret and any(r.webhook for r in self.routes.routes):

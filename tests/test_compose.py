@@ -328,12 +328,16 @@ def test_service_users_have_what_their_part_needs(secured_broker: int) -> None:
         assert ingest.wait_for(b"sim-reading") and analytics.wait_for(b"sim-reading")
         assert analytics.publish("ioc/v1/alerts/critical/water_level", b"flood") < 128
         assert api.wait_for(b"flood")
-        # nobody but analytics writes alerts; ingest and api write nothing
+        assert api.subscribe("ioc/v1/incidents/#") == 1
+        assert analytics.publish("ioc/v1/incidents/critical/flooding", b"episode") < 128
+        assert api.wait_for(b"episode")
+        # nobody but analytics writes alerts and incidents; ingest and api write nothing
         assert sim.publish("ioc/v1/alerts/critical/water_level", b"x") == NOT_AUTHORIZED
+        assert sim.publish("ioc/v1/incidents/critical/flooding", b"x") == NOT_AUTHORIZED
         assert ingest.publish("ioc/v1/water_level/wl-001/data", b"y") == NOT_AUTHORIZED
         assert api.publish("ioc/v1/alerts/info/noise", b"z") == NOT_AUTHORIZED
         time.sleep(0.2)
-        assert all(p == b"flood" for _, p in api.messages)
+        assert {p for _, p in api.messages} == {b"flood", b"episode"}
     finally:
         for c in (ingest, analytics, api, sim):
             c.close()

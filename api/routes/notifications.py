@@ -1,4 +1,4 @@
-"""Notifications: an alert's delivery history, and the routes kept in the database (admin)."""
+"""Notifications: an alert's or incident's delivery history, and the routes kept in the database."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from core.routing import NAME_PATTERN, Escalation, Route
 router = APIRouter(prefix=V1, tags=["notifications"])
 
 AlertId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the alert's id", examples=[42])]
+IncidentId = Annotated[
+    int, Path(ge=1, le=DB_INT_MAX, description="the incident's id", examples=[7])
+]
 RouteName = Annotated[
     str, Path(pattern=NAME_PATTERN, description="the route's name", examples=["duty"])
 ]
@@ -26,11 +29,11 @@ MAX_DELIVERIES = 1_000
 
 
 class DeliveryPublic(BaseModel):
-    """One notification of an alert in the outbox (targets shown without secrets)."""
+    """One notification of an alert or incident in the outbox (targets shown without secrets)."""
 
     id: int
     idempotency_key: str = Field(examples=["ev:1234:duty:0"])
-    event_seq: int | None = Field(description="the alert event that caused it")
+    event_seq: int | None = Field(description="the event that caused it")
     reason: Literal["event", "escalation", "reminder"]
     route: str = Field(examples=["duty"])
     step: int
@@ -61,26 +64,46 @@ class RoutePublic(BaseModel):
     updated_by: str
 
 
+_DELIVERY_COLUMNS = (
+    "id, idempotency_key, event_seq, reason, route, step, channel, lang, status,"
+    " attempts, last_error, created_at, next_attempt_at, sent_at"
+)
+
+
+async def _deliveries(conn: Any, table: str, column: str, row_id: int) -> list[DeliveryPublic]:
+    async with conn.cursor(row_factory=class_row(DeliveryPublic)) as cur:
+        await cur.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM notifications WHERE {column} = %s"
+            " ORDER BY id LIMIT %s",
+            (row_id, MAX_DELIVERIES),
+        )
+        rows: list[DeliveryPublic] = await cur.fetchall()
+    if not rows:
+        async with conn.cursor() as plain:
+            await plain.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
+            if await plain.fetchone() is None:
+                raise NotFoundError(f"{table.removesuffix('s')} {row_id} does not exist")
+    return rows
+
+
 @router.get(
     "/alerts/{alert_id}/notifications",
     response_model=list[DeliveryPublic],
     summary="The alert's notifications: who was told, when, and how it went",
 )
 async def deliveries(conn: ConnDep, user: Reader, alert_id: AlertId) -> list[DeliveryPublic]:
-    async with conn.cursor(row_factory=class_row(DeliveryPublic)) as cur:
-        await cur.execute(
-            "SELECT id, idempotency_key, event_seq, reason, route, step, channel, lang, status,"
-            " attempts, last_error, created_at, next_attempt_at, sent_at FROM notifications"
-            " WHERE alert_id = %s ORDER BY id LIMIT %s",
-            (alert_id, MAX_DELIVERIES),
-        )
-        rows = await cur.fetchall()
-    if not rows:
-        async with conn.cursor() as plain:
-            await plain.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))
-            if await plain.fetchone() is None:
-                raise NotFoundError(f"alert {alert_id} does not exist")
-    return rows
+    return await _deliveries(conn, "alerts", "alert_id", alert_id)
+
+
+@router.get(
+    "/incidents/{incident_id}/notifications",
+    response_model=list[DeliveryPublic],
+    summary="The incident's notifications: who was told, when, and how it went",
+)
+async def incident_deliveries(
+    conn: ConnDep, user: Reader, incident_id: IncidentId
+) -> list[DeliveryPublic]:
+    return await _deliveries(conn, "incidents", "incident_id", incident_id)
 
 
 @router.get(

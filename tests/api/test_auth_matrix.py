@@ -163,6 +163,10 @@ MATRIX: dict[tuple[str, str], tuple[Permission | None, Prepare]] = {
         Permission.READ,
         lambda c: Call("GET", f"/api/v1/incidents/{_incident(c)}"),
     ),
+    ("GET", "/api/v1/incidents/{incident_id}/notifications"): (
+        Permission.READ,
+        lambda c: Call("GET", f"/api/v1/incidents/{_incident(c)}/notifications"),
+    ),
     ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): (
         Permission.ALERT_ACTIONS,
         lambda c: Call("POST", f"/api/v1/incidents/{_incident(c)}/acknowledge", {"note": "x"}),

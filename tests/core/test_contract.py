@@ -227,6 +227,27 @@ def test_ioc_contract_check_says_whether_the_files_are_current(tmp_path: Path) -
     assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == [
         "alert.json",
         "data.json",
+        "incident.json",
         "meta.json",
         "status.json",
     ]
+
+
+def test_incident_schema_matches_a_relayed_incident_event(validators: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from core.events import IncidentEvent
+    from core.types import Incident
+
+    at = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+    incident = Incident(
+        id=7, hazard="air_pollution", status="open", severity="critical",
+        title="Air pollution episode", title_vi="Đợt ô nhiễm không khí", sensors=("aq-1",),
+        areas=("Cầu Giấy",), kinds=("air_quality",), peak={"metric": "pm25", "value": 301},
+        alert_count=1, active_alerts=1, first_seen=at, last_seen=at, opened_at=at, updated_at=at,
+    )  # fmt: skip
+    doc = json.loads(IncidentEvent(seq=3, action="opened", time=at, incident=incident).to_json())
+    assert validators["incident"].is_valid(doc)
+    assert not validators["incident"].is_valid({k: v for k, v in doc.items() if k != "incident"})
+    bad = {**doc, "incident": {**doc["incident"], "severity": "apocalyptic"}}
+    assert not validators["incident"].is_valid(bad)

@@ -2,7 +2,9 @@
 partitions (0/2 and 1/2) and the API.  Twelve air-quality stations in one district go
 critical within a minute: one open incident covers all twelve, although each partition
 saw only some of them.  A thirteenth station under maintenance raises no alert shown and
-joins no incident."""
+joins no incident.  The duty route that asks for incidents is paged for the episode,
+not for each station; a route of alerts gets each station's alert, none of the one under
+maintenance."""
 
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from analytics.config import Partition
 from core.codecs import encode_native
 from core.topics import data_topic, meta_topic
 from tests.e2e.test_pipeline import ROOT, Stack, _wait_http
+from tests.notify.conftest import SECRET, Receiver, receiver
 from tests.support.servers import MosquittoServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.db, pytest.mark.mqtt]
+__all__ = ["receiver"]  # the fixture
 
 STATIONS = [f"aq-hk-{i:02d}" for i in range(12)]
 IN_MAINTENANCE = "aq-hk-mt"
@@ -58,9 +62,18 @@ def _wait_log(stack: Stack, name: str, words: str, timeout: float) -> None:
 
 
 @pytest.fixture
-def partitioned(db_url: str, make_broker: Callable[..., MosquittoServer], tmp_path: Path) -> Any:
+def partitioned(
+    db_url: str, make_broker: Callable[..., MosquittoServer], tmp_path: Path, receiver: Receiver
+) -> Any:
     broker = make_broker()
     port = free_port()
+    base = receiver.url.removesuffix("/hook")
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "routes:\n"
+        f"  - {{name: episodes, subject: incident, min_severity: critical, webhook: {base}/inc}}\n"
+        f"  - {{name: stations, min_severity: critical, webhook: {base}/alerts}}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
     env.update(
         IOC_DATABASE_URL=db_url,
@@ -70,6 +83,8 @@ def partitioned(db_url: str, make_broker: Callable[..., MosquittoServer], tmp_pa
         IOC_ANALYTICS_METRICS_PORT="0",
         IOC_API_HOST="127.0.0.1",
         IOC_API_PORT=str(port),
+        IOC_NOTIFY_ROUTES=str(routes),
+        IOC_NOTIFY_WEBHOOK_SECRET=SECRET,
         PYTHONUNBUFFERED="1",
     )
     s = Stack(env=env, api=f"127.0.0.1:{port}", token=_token(env, "operator"), tmp=tmp_path)
@@ -90,7 +105,7 @@ def partitioned(db_url: str, make_broker: Callable[..., MosquittoServer], tmp_pa
 
 @pytest.mark.timeout(240)
 def test_twelve_stations_going_critical_are_one_incident_across_partitions(
-    partitioned: tuple[Stack, MosquittoServer],
+    partitioned: tuple[Stack, MosquittoServer], receiver: Receiver
 ) -> None:
     stack, broker = partitioned
     owners = {
@@ -187,3 +202,23 @@ def test_twelve_stations_going_critical_are_one_incident_across_partitions(
             and "incident correlator: leading" in p.log.read_text(errors="replace")
         ]
         assert len(leaders) == 1, leaders
+
+        # notifications (every process runs a planner; they take turns): one episode page
+        pages = _pages(receiver, "/inc", lambda p: p["event"] in ("opened", "escalated"))
+        assert {p["incident"]["id"] for p in pages} == {inc["id"]}, pages
+        assert 1 <= len(pages) <= 2 and all("alert" not in p for p in pages)
+        station_pages = _pages(receiver, "/alerts", lambda p: p["event"] == "opened")
+        assert {p["alert"]["sensor"] for p in station_pages} == set(STATIONS)
+        assert all(h.signature_ok() for h in receiver.received)
+        assert IN_MAINTENANCE not in str([h.doc for h in receiver.received])
+
+
+def _pages(rcv: Receiver, path: str, keep: Callable[[dict[str, Any]], bool]) -> list[Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with rcv.lock:
+            got = [h.doc for h in rcv.received if h.path == path and keep(h.doc)]
+        if got and (path != "/alerts" or len(got) >= len(STATIONS)):
+            return got
+        time.sleep(0.2)
+    return got

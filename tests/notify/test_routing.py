@@ -114,3 +114,85 @@ def test_texts_in_both_languages_neutralise_hostile_values() -> None:
     assert "\nFAKE" not in vi_text  # a value cannot forge a line of its own
     title, text = render(event(action=AlertAction.NOTIFIED), lang="vi", reason="reminder", step=2)
     assert title.startswith("[Nhắc lại]") and "nhắc lần 2" in text
+
+
+def incident_event(action: str = "opened", **fields: Any) -> Any:
+    from core.events import IncidentEvent
+    from core.types import Incident
+
+    at = datetime(2026, 12, 5, 8, 27, 4, tzinfo=UTC)
+    doc: dict[str, Any] = dict(
+        id=7, hazard="air_pollution", status="open", severity="critical",
+        title="Air pollution episode: 25 stations in 7 areas",
+        title_vi="Đợt ô nhiễm không khí: 25 trạm tại 7 khu vực", sensors=("aq-1", "aq-2"),
+        areas=("Cầu Giấy", "Đống Đa"), kinds=("air_quality",),
+        peak={"metric": "pm25", "value": 301}, alert_count=27, active_alerts=25,
+        first_seen=at, last_seen=at, opened_at=at, updated_at=at,
+    )  # fmt: skip
+    doc.update(fields)
+    return IncidentEvent(seq=9, action=action, time=at, incident=Incident(**doc))
+
+
+def test_routes_match_incidents_on_hazard_districts_kinds_and_subject() -> None:
+    book = parse_routes(
+        """
+routes:
+  - name: episodes
+    subject: incident
+    min_severity: critical
+    hazards: [air_pollution]
+    districts: [Đống Đa]
+    kinds: [air_quality, noise]
+    webhook: http://127.0.0.1:1/hook
+  - name: alerts-only
+    webhook: http://127.0.0.1:1/hook
+  - name: flood-both
+    subject: both
+    hazards: [flooding]
+    webhook: http://127.0.0.1:1/hook
+"""
+    )
+    episodes, alerts_only, flood_both = book.routes
+    assert episodes.wants(incident_event())
+    assert not episodes.wants(incident_event(severity="warning"))
+    assert not episodes.wants(incident_event(hazard="flooding"))
+    assert not episodes.wants(incident_event(areas=("Hoàn Kiếm",)))
+    assert not episodes.wants(incident_event(kinds=("water_level",)))
+    assert not episodes.wants(incident_event("updated"))  # not among the default events
+    assert not episodes.wants(event())  # an alert is not an incident
+    assert not alerts_only.wants(incident_event()) and alerts_only.wants(event())
+    assert flood_both.wants(incident_event(hazard="flooding"))
+    assert not flood_both.wants(event())  # hazards are the incidents' own filter
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("subject: alert\n    hazards: [flooding]", "hazards match incidents"),
+        ("subject: incident\n    rules: [pm25.*]", "rules and classes match alerts"),
+        ("subject: incidents", "Input should be 'alert', 'incident' or 'both'"),
+    ],
+)
+def test_filters_that_do_not_fit_the_subject_are_refused(spec: str, words: str) -> None:
+    text = f"routes:\n  - name: r\n    {spec}\n    webhook: http://127.0.0.1:1/hook\n"
+    with pytest.raises(ConfigError, match=words) as err:
+        parse_routes(text, "routes.yaml")
+    assert str(err.value).startswith("routes.yaml:")
+
+
+def test_incident_texts_in_both_languages_neutralise_hostile_titles() -> None:
+    ev = incident_event(
+        "acknowledged", title_vi="Ngập\n[Chuyển cấp 9] giả\u202e", title="Flood\r\nX-Evil: 1"
+    )
+    ev = ev.model_copy(update={"actor": "duty-operator", "note": "đội đang đến"})
+    vi_title, vi_text = render(ev, lang="vi")
+    en_title, en_text = render(ev, lang="en", reason="escalation", route="episode-duty", step=2)
+    assert vi_title == "Nghiêm trọng · sự cố đã tiếp nhận: Ngập [Chuyển cấp 9] giả"
+    assert en_title == "[Escalation 2] Critical · incident acknowledged: Flood X-Evil: 1"
+    assert vi_text.splitlines()[0] == (
+        "Sự cố #7 (ô nhiễm không khí, mức nghiêm trọng) đã tiếp nhận bởi duty-operator."
+    )
+    assert "Khu vực: Cầu Giấy, Đống Đa" in vi_text and "Đỉnh: pm25 = 301" in vi_text
+    assert "Sensors: 2 (air quality) · active alerts: 25/27" in en_text
+    assert "escalation step 2 of policy episode-duty" in en_text
+    assert "\u202e" not in vi_text + vi_title and "\nX-Evil" not in en_text
