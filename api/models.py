@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from core.errors import InvalidValue
 from core.metrics import METRICS
 from core.topics import SENSOR_ID_RE
 from core.types import SensorKind
@@ -49,7 +50,7 @@ CleanStr = Annotated[str, AfterValidator(_clean)]
 
 def _to_utc(v: datetime) -> datetime:
     if v.tzinfo is None:
-        raise ValueError("time has no time zone (add Z or +07:00)")
+        raise InvalidValue("time has no time zone (add Z or +07:00)", "api.invalid.time_zone")
     return v.astimezone(UTC)
 
 
@@ -58,17 +59,21 @@ def _rfc3339(v: object) -> object:
     if isinstance(v, datetime):
         return v
     if not isinstance(v, str):
-        raise ValueError("time must be an RFC 3339 string such as 2026-11-22T07:00:00+07:00")
+        raise InvalidValue(
+            "time must be an RFC 3339 string such as 2026-11-22T07:00:00+07:00", "api.invalid.time"
+        )
     if len(v) > 40:
-        raise ValueError("time string is too long")
+        raise InvalidValue("time string is too long", "api.invalid.time")
     try:
         t = datetime.fromisoformat(v.replace("z", "Z"))
     except ValueError:
-        raise ValueError(f"{v!r} is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)") from None
+        raise InvalidValue(
+            f"{v!r} is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)", "api.invalid.time"
+        ) from None
     if t.tzinfo is None:
-        raise ValueError(f"{v!r} has no time zone (add Z or +07:00)")
+        raise InvalidValue(f"{v!r} has no time zone (add Z or +07:00)", "api.invalid.time_zone")
     if not 1970 <= t.astimezone(UTC).year <= 2200:
-        raise ValueError(f"{v!r} is outside the years 1970-2200")
+        raise InvalidValue(f"{v!r} is outside the years 1970-2200", "api.invalid.time_years")
     return t
 
 
@@ -254,7 +259,7 @@ Text = Annotated[CleanStr, Field(max_length=200)]
 
 def _no_bool(v: object) -> object:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError("must be a number")
+        raise InvalidValue("must be a number", "api.invalid.number")
     return v
 
 

@@ -79,7 +79,9 @@ async def deliveries(conn: ConnDep, user: Reader, alert_id: AlertId) -> list[Del
         async with conn.cursor() as plain:
             await plain.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))
             if await plain.fetchone() is None:
-                raise NotFoundError(f"alert {alert_id} does not exist")
+                raise NotFoundError(
+                    f"alert {alert_id} does not exist", key="api.not_found.alert", id=alert_id
+                )
     return rows
 
 
@@ -135,5 +137,5 @@ async def delete_route(conn: ConnDep, user: NotifyAdmin, name: RouteName) -> Res
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("DELETE FROM notify_routes WHERE name = %s", (name,))
         if cur.rowcount == 0:
-            raise NotFoundError(f"route {name} does not exist")
+            raise NotFoundError(f"route {name} does not exist", key="api.not_found.route", id=name)
     return Response(status_code=204)

@@ -187,6 +187,111 @@ def test_acknowledging_answers_in_the_readers_language(
     assert missing.json()["detail"] == "không có cảnh báo 999999"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "token", "vi", "en"),
+    [
+        # 401 (checked before routing), with and without a token
+        (
+            "GET",
+            ALERTS,
+            None,
+            "thiếu mã truy cập: hãy gửi Authorization: Bearer <mã>",
+            "missing bearer token: send Authorization: Bearer <token>",
+        ),
+        (
+            "GET",
+            ALERTS,
+            "not-a-token",
+            "mã truy cập không hợp lệ hoặc đã bị thu hồi",
+            "invalid or revoked token",
+        ),
+        # 403: an operator may not read dead letters
+        (
+            "GET",
+            "/api/v1/dead-letters",
+            "operator",
+            "vai trò operator không được làm việc này; cần một trong các vai trò: admin, engineer",
+            "role operator may not do this; it needs one of: admin, engineer",
+        ),
+        # 404: a sensor, an incident, an unknown path
+        (
+            "GET",
+            "/api/v1/sensors/no-such-sensor",
+            "operator",
+            "không có cảm biến no-such-sensor",
+            "sensor no-such-sensor does not exist",
+        ),
+        (
+            "GET",
+            "/api/v1/incidents/987654",
+            "operator",
+            "không có sự cố 987654",
+            "incident 987654 does not exist",
+        ),
+        ("GET", "/api/v1/nothing-here", "operator", "không tìm thấy", "Not Found"),
+        # 422: pydantic's own checks and the API's, one sentence each
+        (
+            "GET",
+            f"{ALERTS}?limit=0",
+            "operator",
+            "limit: phải lớn hơn hoặc bằng 1",
+            "limit: Input should be greater than or equal to 1",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?limit=abc",
+            "operator",
+            "limit: phải là số nguyên",
+            "limit: Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "GET",
+            "/api/v1/readings?sensor=x&bucket=7y",
+            "operator",
+            "bucket: phải có dạng 1m, 5m, 15m, 1h, 6h hoặc 1d",
+            "bucket: bucket must look like 1m, 5m, 15m, 1h, 6h or 1d",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?since=yesterday",
+            "operator",
+            "since: phải là thời điểm RFC 3339, ví dụ 2026-11-22T07:00:00+07:00",
+            "since: Value error, 'yesterday' is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?bogus=1",
+            "operator",
+            "bogus: tham số không được nhận; địa chỉ này nhận:",
+            "bogus: unknown query parameter; this endpoint takes:",
+        ),
+    ],
+)
+def test_error_details_follow_accept_language(
+    api_process: str, operator: str, method: str, path: str, token: str | None, vi: str, en: str
+) -> None:
+    """401, 403, 404 and 422 texts in Vietnamese when asked, in English otherwise."""
+    bearer = operator if token == "operator" else token
+    headers = auth(bearer) if bearer else {}
+    answers = {
+        lang: httpx.request(
+            method,
+            f"{api_process}{path}",
+            headers=headers | ({"Accept-Language": lang} if lang else {}),
+            timeout=10,
+        )
+        for lang in ("vi-VN,vi;q=0.9", "en", None)
+    }
+    statuses = {r.status_code for r in answers.values()}
+    assert len(statuses) == 1 and statuses.pop() >= 400, statuses
+    got_vi = answers["vi-VN,vi;q=0.9"]
+    assert got_vi.json()["detail"].startswith(vi), got_vi.text
+    assert got_vi.headers["content-language"] == "vi"
+    for lang in ("en", None):  # API clients without the header keep the English texts
+        assert answers[lang].json()["detail"].startswith(en), answers[lang].text
+        assert answers[lang].headers["content-language"] == "en"
+
+
 def _first_alert(ws: Any) -> dict[str, Any]:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
