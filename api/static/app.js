@@ -123,7 +123,9 @@ async function start(token) {
   state.me = me;
   state.timings.me = performance.now();
   state.canAct = ROLE_CAN_ACT.has(me.role);
-  $("who").replaceChildren(el("span", { class: "who-label" }, t("who.label")), el("b", {}, me.name), ` (${t(`role.${me.role}`)})`);
+  $("who").replaceChildren(el("span", { class: "who-label" }, t("who.label")), el("b", {}, me.name),
+    el("span", { class: "who-role" }, ` (${t(`role.${me.role}`)})`));
+  $("who").title = `${me.name} (${t(`role.${me.role}`)})`;
   $("logout").hidden = false;
   $("app").hidden = false;
   document.body.dataset.role = me.role;
@@ -683,7 +685,6 @@ function renderLatest() {
     tiles.push(el("button", {
       type: "button", class: "tile", "data-metric": metric,
       "aria-pressed": metric === state.metric ? "true" : "false",
-      "aria-label": t("tile.label", { metric: metricLabel(metric), value: l ? `${fmtNum(l.value)} ${UNITS[metric] || ""}` : t("tile.none") }),
       onclick: () => {
         $("metric-pick").value = metric;
         state.metric = metric;
@@ -793,7 +794,9 @@ function openReadingsSocket(id) {
 
 function applyTextSize(i) {
   document.documentElement.style.setProperty("--scale", TEXT_SIZES[i]);
-  $("textsize").setAttribute("aria-label", t("size.label", { size: t(TEXT_SIZE_NAMES[i]) }));
+  // the name is read, not shown: "A±" stays out of it (its visible text is aria-hidden)
+  $("textsize-name").textContent = t("size.label", { size: t(TEXT_SIZE_NAMES[i]) });
+  $("textsize").title = $("textsize-name").textContent;
   $("textsize").dataset.size = String(i);
 }
 

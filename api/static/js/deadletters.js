@@ -65,6 +65,8 @@ export class DeadLetterPanel {
       });
       const n = (page.items || []).length;
       this.opts.count.textContent = n >= 500 ? `${fmtNum(500)}+` : fmtNum(n);
+      // the name holds the visible count (the word hides on narrower screens)
+      this.opts.button.setAttribute("aria-label", t("dl.button.label", { n: this.opts.count.textContent }));
       this.opts.button.classList.toggle("has", n > 0);
     } catch {
       /* counted again on the next round */
