@@ -33,6 +33,7 @@ BENCHES: dict[str, str] = {
     "storage": "benchmarks.storage",
     "notify": "benchmarks.notify_latency",
     "detect": "benchmarks.detect",
+    "demo-first": "benchmarks.demo_first",
 }
 
 
