@@ -94,7 +94,7 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     assert "Air pollution episode" not in vi_text
     assert "Đã tiếp nhận" in vi_text and "bởi duty-operator" in vi_text
     assert vi_card.get_by_role("button", name="Tạm ẩn 1 giờ", exact=True).count() == 1
-    assert "Giờ qua:" in vi.inner_text("#load")
+    vi.wait_for_selector("#load:has-text('Giờ qua: 1 sự cố')", timeout=WAIT_MS)
 
     # resolving every alert resolves the incident: its card leaves the board
     db.execute(
