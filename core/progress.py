@@ -36,8 +36,10 @@ class TaskProgress:
         *,
         out: TextIO | None = None,
         plain_every_s: float = PLAIN_EVERY_S,
+        unit: str = "",
     ) -> None:
         self.label = label
+        self.unit = unit  # with no total: the count so far is shown in this unit
         self.total = total
         self.out = out or sys.stderr
         self.plain_every_s = plain_every_s
@@ -50,7 +52,12 @@ class TaskProgress:
     def __enter__(self) -> Self:
         if self.tty:
             columns = (
-                [SpinnerColumn(), TextColumn(self.label), TimeElapsedColumn()]
+                [
+                    SpinnerColumn(),
+                    TextColumn(self.label),
+                    TextColumn("{task.completed:,.0f} " + self.unit if self.unit else ""),
+                    TimeElapsedColumn(),
+                ]
                 if self.total is None
                 else [
                     TextColumn(self.label),
@@ -71,7 +78,13 @@ class TaskProgress:
             self._progress.update(self._task, completed=completed)
         elif not self.tty and time.monotonic() >= self._next_plain:
             self._next_plain = time.monotonic() + self.plain_every_s
-            share = f" {completed / self.total:4.0%}" if self.total else ""
+            share = (
+                f" {completed / self.total:4.0%}"
+                if self.total
+                else f" {completed:,.0f} {self.unit}"
+                if self.unit
+                else ""
+            )
             print(f"{self.label}{share}", file=self.out, flush=True)
 
     def __exit__(
