@@ -6,6 +6,7 @@ The API is a real ``ioc api`` process on a free port, with ``IOC_LANGUAGE=en`` a
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,10 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
+from api.i18n import _VALIDATION_TEXTS
 from api.models import Role
 from api.tokens import create as create_token
+from core.i18n import LANGUAGES, has
 from tests.api.conftest import auth, insert_alert
 from tests.support.servers import MosquittoServer, free_port
 
@@ -290,6 +293,22 @@ def test_error_details_follow_accept_language(
     for lang in ("en", None):  # API clients without the header keep the English texts
         assert answers[lang].json()["detail"].startswith(en), answers[lang].text
         assert answers[lang].headers["content-language"] == "en"
+
+
+def test_every_error_text_the_api_names_is_in_both_catalogues() -> None:
+    """Each ``key=`` of an error raised in ``api/`` and each ``api.invalid.*`` text exists in
+    Vietnamese and English (a missing one would show its id)."""
+    source = "\n".join(p.read_text() for p in (ROOT / "api").rglob("*.py"))
+    keys = set(re.findall(r'key="(api\.[a-z_.]+)"', source))
+    keys |= set(re.findall(r'"(api\.invalid\.[a-z_]+)"', source))
+    keys |= {f"api.not_found.{n}" for n in ("alert", "incident")}  # key=f"...{name}"
+    keys |= {f"api.conflict.shelve_resolved.{n}" for n in ("alert", "incident")}
+    keys |= {f"api.conflict.incident.{t}" for t in ("acknowledged", "resolved")}
+    keys |= {f"api.invalid.{t}" for t, _ in _VALIDATION_TEXTS.values()}
+    keys |= {f"api.http.{s}" for s in (400, 401, 403, 404, 405, 409, 413, 422, 429, 503)}
+    assert len(keys) > 50
+    missing = sorted(k for k in keys for lang in LANGUAGES if not has(lang, k))
+    assert missing == []
 
 
 def _first_alert(ws: Any) -> dict[str, Any]:
