@@ -26,11 +26,13 @@ from core.types import SensorKind
 def _clean(v: str) -> str:
     """Text PostgreSQL can store: no NUL character, no lone surrogate."""
     if "\x00" in v:
-        raise ValueError("text must not contain NUL characters")
+        raise InvalidValue("text must not contain NUL characters", "api.invalid.text")
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("text is not valid Unicode (lone surrogate)") from None
+        raise InvalidValue(
+            "text is not valid Unicode (lone surrogate)", "api.invalid.text"
+        ) from None
     return v
 
 
@@ -235,9 +237,13 @@ def _check_metrics(v: list[str] | None) -> list[str] | None:
         return v
     unknown = [m for m in v if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown[:5])}; see the metric catalogue")
+        raise InvalidValue(
+            f"unknown metric(s) {', '.join(unknown[:5])}; see the metric catalogue",
+            "api.invalid.metric",
+            metric=", ".join(unknown[:5]),
+        )
     if len(set(v)) != len(v):
-        raise ValueError("metrics are listed twice")
+        raise InvalidValue("metrics are listed twice", "api.invalid.metrics_twice")
     return v
 
 
@@ -248,9 +254,11 @@ def _check_attributes(v: dict[str, Any] | None) -> dict[str, Any] | None:
     try:
         size = len(orjson.dumps(v))
     except orjson.JSONEncodeError:
-        raise ValueError("attributes must be plain JSON (integers within 64 bits)") from None
+        raise InvalidValue(
+            "attributes must be plain JSON (integers within 64 bits)", "api.invalid.attributes"
+        ) from None
     if size > 16_384:
-        raise ValueError("attributes exceed 16 KiB of JSON")
+        raise InvalidValue("attributes exceed 16 KiB of JSON", "api.invalid.attributes_size")
     return v
 
 

@@ -39,8 +39,10 @@ class PayloadError(IocError):
     ``detail``, a sentence a person can read.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(
+        self, reason: str, detail: str, *, key: str | None = None, **fields: object
+    ) -> None:
+        super().__init__(f"{reason}: {detail}", key=key, **fields)
         self.reason = reason
         self.detail = detail
 

@@ -60,6 +60,9 @@ async def create_window(
             "too_long",
             f"a maintenance window lasts at most {settings.api_maintenance_max_h:g} h;"
             f" this one lasts {hours:.1f} h",
+            key="api.invalid.maintenance_too_long",
+            max=settings.api_maintenance_max_h,
+            hours=round(hours, 1),
         )
     params = {
         "sensors": body.sensors,

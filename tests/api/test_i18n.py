@@ -274,13 +274,55 @@ def test_error_details_follow_accept_language(
     api_process: str, operator: str, method: str, path: str, token: str | None, vi: str, en: str
 ) -> None:
     """401, 403, 404 and 422 texts in Vietnamese when asked, in English otherwise."""
-    bearer = operator if token == "operator" else token
+    _same_error_in_both_languages(
+        api_process, method, path, operator if token == "operator" else token, vi, en
+    )
+
+
+LONG_WINDOW = {
+    "sensors": ["aq-x"],
+    "start": "2026-12-01T00:00:00Z",
+    "end": "2027-01-01T12:30:00Z",
+    "reason": "works",
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "vi", "en"),
+    [
+        (LONG_WINDOW, "một đợt bảo trì dài tối đa 720 giờ; đợt này dài 756,5 giờ",
+         "too_long: a maintenance window lasts at most 720 h; this one lasts 756.5 h"),
+        ({**LONG_WINDOW, "sensors": []}, "body: hãy nêu ít nhất một cảm biến, khu vực hoặc loại",
+         "body: Value error, name at least one of sensors, areas or kinds"),
+        ({**LONG_WINDOW, "reason": ""}, "reason: phải có ít nhất 1 ký tự hoặc phần tử",
+         "reason: Value should have at least 1 item"),
+    ],
+)  # fmt: skip
+def test_body_errors_follow_accept_language(
+    api_process: str, db: psycopg.Connection[Any], body: dict[str, Any], vi: str, en: str
+) -> None:
+    engineer = create_token(db, f"eng-{uuid.uuid4().hex[:6]}", Role.ENGINEER, "test")
+    _same_error_in_both_languages(
+        api_process, "POST", "/api/v1/maintenance", engineer, vi, en, body=body
+    )
+
+
+def _same_error_in_both_languages(
+    api: str,
+    method: str,
+    path: str,
+    bearer: str | None,
+    vi: str,
+    en: str,
+    body: dict[str, Any] | None = None,
+) -> None:
     headers = auth(bearer) if bearer else {}
     answers = {
         lang: httpx.request(
             method,
-            f"{api_process}{path}",
+            f"{api}{path}",
             headers=headers | ({"Accept-Language": lang} if lang else {}),
+            json=body,
             timeout=10,
         )
         for lang in ("vi-VN,vi;q=0.9", "en", None)
