@@ -11,6 +11,7 @@ import pytest
 
 from tests.api import test_dashboard as dashboard
 from tests.api.test_dashboard import ADMIN, OPERATOR, WAIT_MS, ApiServer, Page
+from tests.api.test_dashboard_wall import AXE
 
 api_fixture = dashboard.api
 open_page_fixture = dashboard.open_page
@@ -76,6 +77,13 @@ def test_engineers_read_dead_letters_in_their_language(
     assert code_word in text and "aq-hk-01" in text and "pm25 -3 is below 0..1000" in text
     assert '{"values": {"pm25": -3}}' in text
     assert page.inner_text("#dl-foot") == shown
+    # the open panel passes axe-core too (no serious or critical violation)
+    page.add_script_tag(path=str(AXE))
+    serious = page.evaluate(
+        "axe.run(document.querySelector('#dl-panel')).then((r) => r.violations"
+        ".filter((v) => ['serious', 'critical'].includes(v.impact)).map((v) => v.id))"
+    )
+    assert serious == []
 
     # filtered by its reason code: only that one
     page.select_option("#dl-code", "malformed_json")
