@@ -60,7 +60,10 @@ class Principal:
         if not self.can(permission):
             allowed = sorted(r.value for r, p in ROLE_PERMISSIONS.items() if permission in p)
             raise PermissionDeniedError(
-                f"role {self.role.value} may not do this; it needs one of: {', '.join(allowed)}"
+                f"role {self.role.value} may not do this; it needs one of: {', '.join(allowed)}",
+                key="api.denied.role",
+                role=self.role.value,
+                roles=", ".join(allowed),
             )
 
 
@@ -94,9 +97,11 @@ async def authenticate(conn: AsyncConnection[Any], token: str | None) -> Princip
     """Look the token up by its hash; raise ``AuthError`` if it is missing, unknown, revoked
     or expired."""
     if not token:
-        raise AuthError("missing bearer token: send Authorization: Bearer <token>")
+        raise AuthError(
+            "missing bearer token: send Authorization: Bearer <token>", key="api.auth.missing"
+        )
     if len(token) > MAX_TOKEN_CHARS:
-        raise AuthError("invalid or revoked token")
+        raise AuthError("invalid or revoked token", key="api.auth.invalid")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, name, role, last_used_at, expires_at <= now() AS expired FROM api_tokens"
@@ -105,9 +110,11 @@ async def authenticate(conn: AsyncConnection[Any], token: str | None) -> Princip
         )
         row = await cur.fetchone()
         if row is None:
-            raise AuthError("invalid or revoked token")
+            raise AuthError("invalid or revoked token", key="api.auth.invalid")
         if row["expired"]:
-            raise AuthError("the token has expired; ask an administrator for a new one")
+            raise AuthError(
+                "the token has expired; ask an administrator for a new one", key="api.auth.expired"
+            )
         last: datetime | None = row["last_used_at"]
         if last is None or datetime.now(UTC) - last > _TOUCH_EVERY:
             await cur.execute(

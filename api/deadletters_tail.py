@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from core.i18n import LANGUAGES, Lang, language, number, text
 from core.types import to_display
 
 PAGE = 500
@@ -30,6 +31,7 @@ class DeadLetterTail:
     topic: str | None = None
     last: int = 20  # shown first
     interval_s: float = 2.0
+    lang: Lang = "en"  # words, dates and the API's error texts
 
 
 def endpoint(base: str) -> str:
@@ -39,15 +41,17 @@ def endpoint(base: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def format_dead_letter(d: dict[str, Any], width: int = 100) -> str:
-    """One line: time in Hanoi, id, code, topic, reason, and the payload's head on one line."""
+def format_dead_letter(d: dict[str, Any], width: int = 100, lang: Lang = "en") -> str:
+    """One line: time in Hanoi (dd/MM/yyyy in Vietnamese), id, code, topic, reason, and the
+    payload's head on one line."""
     when = to_display(datetime.fromisoformat(str(d["received_at"])))
+    stamp = f"{when:%d/%m/%Y %H:%M:%S}" if lang == "vi" else f"{when:%Y-%m-%d %H:%M:%S}"
     head = " ".join(str(d.get("payload_preview", "")).split())
     if len(head) > width or d.get("payload_cut"):
-        head = head[:width] + f"… ({d.get('payload_size', '?')} bytes)"
-    return (
-        f"{when:%Y-%m-%d %H:%M:%S} #{d['id']} {d['code']:<18} {d['topic']}: {d['reason']} | {head}"
-    )
+        size = d.get("payload_size")
+        shown = number(size, lang, 0) if isinstance(size, int) else "?"
+        head = head[:width] + f"… ({text(lang, 'deadletters.bytes', n=shown)})"
+    return f"{stamp} #{d['id']} {d['code']:<18} {d['topic']}: {d['reason']} | {head}"
 
 
 def fetch(opts: DeadLetterTail, *, after_id: int | None, limit: int) -> list[dict[str, Any]]:
@@ -60,7 +64,7 @@ def fetch(opts: DeadLetterTail, *, after_id: int | None, limit: int) -> list[dic
         query.append(("after_id", str(after_id)))
     req = urllib.request.Request(
         f"{endpoint(opts.url)}?{urlencode(query)}",
-        headers={"Authorization": f"Bearer {opts.token}"},
+        headers={"Authorization": f"Bearer {opts.token}", "Accept-Language": opts.lang},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         items: list[dict[str, Any]] = orjson.loads(resp.read())["items"]
@@ -83,7 +87,7 @@ def follow(
                 items = fetch(opts, after_id=None, limit=max(1, opts.last))
                 batch = items[: opts.last]
                 seen = items[0]["id"] if items else 0
-                status(f"{len(batch)} latest shown; following {endpoint(opts.url)}")
+                status(text(opts.lang, "deadletters.latest", n=len(batch), url=endpoint(opts.url)))
             else:
                 batch = []
                 while True:  # a burst: page until caught up
@@ -95,14 +99,15 @@ def follow(
                     if len(items) < PAGE:
                         break
             for d in sorted(batch, key=lambda x: int(x["id"])):
-                emit(format_dead_letter(d))
+                emit(format_dead_letter(d, lang=opts.lang))
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403, 422):
-                status(f"refused ({exc.code}): {exc.read().decode(errors='replace')[:300]}")
+                detail = exc.read().decode(errors="replace")[:300]
+                status(text(opts.lang, "deadletters.refused", code=exc.code, detail=detail))
                 return 1
-            status(f"the API answered {exc.code}; retrying")
+            status(text(opts.lang, "deadletters.retrying", code=exc.code))
         except (OSError, ValueError) as exc:
-            status(f"cannot reach {endpoint(opts.url)} ({exc}); retrying")
+            status(text(opts.lang, "deadletters.unreachable", url=endpoint(opts.url), error=exc))
         stop.wait(opts.interval_s)
     return 0
 
@@ -125,13 +130,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--topic", help="part of the topic, e.g. ioc/v1/air_quality/")
     t.add_argument("-n", "--last", type=int, default=20, help="how many to show first (20)")
     t.add_argument("--interval", type=float, default=2.0, help="seconds between polls (2)")
+    t.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=language(os.environ.get("IOC_LANGUAGE")) or "vi",
+        help="vi or en: words, dates and the API's errors (default: IOC_LANGUAGE or vi)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if not args.token:
-        print("ioc deadletters tail: give --token or set IOC_API_TOKEN", file=sys.stderr)
+        print(f"ioc deadletters tail: {text(args.lang, 'deadletters.no_token')}", file=sys.stderr)
         return 2
     opts = DeadLetterTail(
         url=args.url,
@@ -141,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         topic=args.topic,
         last=max(0, args.last),
         interval_s=max(0.2, args.interval),
+        lang=args.lang,
     )
     stop = threading.Event()
     try:

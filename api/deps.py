@@ -119,4 +119,11 @@ async def known_query_only(request: Request) -> None:
     for key in request.query_params:
         if key not in names:
             known = ", ".join(sorted(names)) or "none"
-            invalid("query", key, f"unknown query parameter; this endpoint takes: {known}", key)
+            invalid(
+                "query",
+                key,
+                f"unknown query parameter; this endpoint takes: {known}",
+                key,
+                "api.invalid.unknown_parameter",
+                known=known,
+            )

@@ -12,7 +12,8 @@ from starlette.requests import HTTPConnection
 
 from api.models import AlertPublic
 from core import alert_text
-from core.i18n import Lang, language, negotiate
+from core.errors import InvalidValue, IocError
+from core.i18n import Lang, has, language, negotiate, number, text
 
 
 def reader_language(request: HTTPConnection, *, query: bool = False) -> Lang:
@@ -91,3 +92,87 @@ def _fields(alert: AlertPublic) -> dict[str, Any]:
         "evidence": alert.evidence,
         "area": alert.area,
     }
+
+
+# pydantic's error types, by the catalogue text (``api.invalid.*``) and the ``ctx`` field
+# that holds the limit; the rest read as ``api.invalid.other`` with pydantic's English
+_VALIDATION_TEXTS: dict[str, tuple[str, str | None]] = {
+    "missing": ("missing", None),
+    "extra_forbidden": ("extra_forbidden", None),
+    "int_parsing": ("int", None),
+    "int_type": ("int", None),
+    "int_from_float": ("int", None),
+    "float_parsing": ("float", None),
+    "float_type": ("float", None),
+    "finite_number": ("float", None),
+    "bool_parsing": ("bool", None),
+    "bool_type": ("bool", None),
+    "string_type": ("string", None),
+    "greater_than_equal": ("ge", "ge"),
+    "greater_than": ("gt", "gt"),
+    "less_than_equal": ("le", "le"),
+    "less_than": ("lt", "lt"),
+    "string_too_short": ("min_length", "min_length"),
+    "too_short": ("min_length", "min_length"),
+    "string_too_long": ("max_length", "max_length"),
+    "too_long": ("max_length", "max_length"),
+    "literal_error": ("choice", None),
+    "enum": ("choice", None),
+    "string_pattern_mismatch": ("pattern", None),
+    "json_invalid": ("json", None),
+    "dict_type": ("object", None),
+    "model_type": ("object", None),
+    "model_attributes_type": ("object", None),
+    "list_type": ("list", None),
+}
+
+
+def _shown(value: object, lang: Lang) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return number(value, lang, digits=6)
+
+
+def validation_text(error: Mapping[str, Any], lang: Lang) -> str:
+    """One refused value (an item of ``RequestValidationError.errors()``) as a sentence in
+    ``lang``: the field, then what it must be."""
+    loc = [str(p) for p in error.get("loc", ())]
+    field = ".".join(loc[1:] or loc) or text(lang, "api.invalid.request")
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, InvalidValue):
+        shown = {k: _shown(v, lang) for k, v in cause.fields.items()}
+        return text(lang, cause.key, field=field, **shown)
+    kind = str(error.get("type", ""))
+    known = _VALIDATION_TEXTS.get(kind)
+    if known is None:
+        return text(lang, "api.invalid.other", field=field, msg=str(error.get("msg", "")))
+    msgid, limit = known
+    return text(
+        lang,
+        f"api.invalid.{msgid}",
+        field=field,
+        limit=_shown(ctx.get(limit), lang) if limit else "",
+        expected=ctx.get("expected", ""),
+    )
+
+
+def error_text(exc: Exception, status: int, english: str, lang: Lang) -> str:
+    """An error's ``detail`` in ``lang``: the error's own text when it has a catalogue key,
+    else the status's general text; ``english`` as it stands for English readers."""
+    if lang == "en":
+        return english
+    if isinstance(exc, IocError):
+        if exc.key is None:  # already in the reader's language, or a text of its own
+            return english
+        fields = {
+            k: text(lang, f"tail.status.{v}")
+            if k == "status"
+            else v
+            if k == "id"
+            else _shown(v, lang)
+            for k, v in exc.fields.items()
+        }
+        return text(lang, exc.key, **fields)
+    msgid = f"api.http.{status}"
+    return text(lang, msgid) if has(lang, msgid) else english

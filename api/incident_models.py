@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.models import AlertEvent, AlertPublic, CleanStr, SensorId, TimeParam, UtcDateTime
+from core.errors import InvalidValue
 from core.types import SensorKind
 
 INCIDENT_COLUMNS = (
@@ -108,9 +109,11 @@ class MaintenanceCreate(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> MaintenanceCreate:
         if not (self.sensors or self.areas or self.kinds):
-            raise ValueError("name at least one of sensors, areas or kinds")
+            raise InvalidValue(
+                "name at least one of sensors, areas or kinds", "api.invalid.maintenance_scope"
+            )
         if self.end <= self.start:
-            raise ValueError("end must be after start")
+            raise InvalidValue("end must be after start", "api.invalid.end")
         return self
 
 

@@ -27,6 +27,7 @@ from api import rollup
 from api.auth import Permission
 from api.config import ApiSettings
 from api.deps import known_query_only, require
+from api.i18n import error_language, error_text, mark_language, validation_text
 from api.models import ErrorPublic, Health, Readiness
 from api.readings_stream import ReadingsHub, broker_reachable
 from api.routes import (
@@ -55,6 +56,7 @@ from core.errors import (
     PermissionDeniedError,
     TopicError,
 )
+from core.i18n import text
 from core.logs import redact_loggers
 
 logger = logging.getLogger(__name__)
@@ -133,7 +135,12 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     elif status == 503:
         logger.warning("%s %s: %s (%s)", request.method, request.url.path, detail, exc)
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    lang = error_language(request)
+    response = JSONResponse(
+        {"detail": error_text(exc, status, detail, lang)}, status_code=status, headers=headers
+    )
+    mark_language(response.headers, lang)
+    return response
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -147,10 +154,18 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
         }
         for e in exc.errors()[:20]
     ]
-    detail = "; ".join(
-        f"{'.'.join(e['loc'][1:] or e['loc']) or 'request'}: {e['msg']}" for e in errors[:5]
+    lang = error_language(request)
+    if lang == "en":
+        detail = "; ".join(
+            f"{'.'.join(e['loc'][1:] or e['loc']) or 'request'}: {e['msg']}" for e in errors[:5]
+        )
+    else:
+        detail = "; ".join(validation_text(e, lang) for e in exc.errors()[:5])
+    response = JSONResponse(
+        {"detail": detail or text(lang, "api.invalid.request"), "errors": errors}, status_code=422
     )
-    return JSONResponse({"detail": detail or "invalid request", "errors": errors}, status_code=422)
+    mark_language(response.headers, lang)
+    return response
 
 
 def _detect_timescale(dsn: str) -> bool:

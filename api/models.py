@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from core.errors import InvalidValue
 from core.metrics import METRICS
 from core.topics import SENSOR_ID_RE
 from core.types import SensorKind
@@ -25,11 +26,13 @@ from core.types import SensorKind
 def _clean(v: str) -> str:
     """Text PostgreSQL can store: no NUL character, no lone surrogate."""
     if "\x00" in v:
-        raise ValueError("text must not contain NUL characters")
+        raise InvalidValue("text must not contain NUL characters", "api.invalid.text")
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("text is not valid Unicode (lone surrogate)") from None
+        raise InvalidValue(
+            "text is not valid Unicode (lone surrogate)", "api.invalid.text"
+        ) from None
     return v
 
 
@@ -49,7 +52,7 @@ CleanStr = Annotated[str, AfterValidator(_clean)]
 
 def _to_utc(v: datetime) -> datetime:
     if v.tzinfo is None:
-        raise ValueError("time has no time zone (add Z or +07:00)")
+        raise InvalidValue("time has no time zone (add Z or +07:00)", "api.invalid.time_zone")
     return v.astimezone(UTC)
 
 
@@ -58,17 +61,21 @@ def _rfc3339(v: object) -> object:
     if isinstance(v, datetime):
         return v
     if not isinstance(v, str):
-        raise ValueError("time must be an RFC 3339 string such as 2026-11-22T07:00:00+07:00")
+        raise InvalidValue(
+            "time must be an RFC 3339 string such as 2026-11-22T07:00:00+07:00", "api.invalid.time"
+        )
     if len(v) > 40:
-        raise ValueError("time string is too long")
+        raise InvalidValue("time string is too long", "api.invalid.time")
     try:
         t = datetime.fromisoformat(v.replace("z", "Z"))
     except ValueError:
-        raise ValueError(f"{v!r} is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)") from None
+        raise InvalidValue(
+            f"{v!r} is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)", "api.invalid.time"
+        ) from None
     if t.tzinfo is None:
-        raise ValueError(f"{v!r} has no time zone (add Z or +07:00)")
+        raise InvalidValue(f"{v!r} has no time zone (add Z or +07:00)", "api.invalid.time_zone")
     if not 1970 <= t.astimezone(UTC).year <= 2200:
-        raise ValueError(f"{v!r} is outside the years 1970-2200")
+        raise InvalidValue(f"{v!r} is outside the years 1970-2200", "api.invalid.time_years")
     return t
 
 
@@ -230,9 +237,13 @@ def _check_metrics(v: list[str] | None) -> list[str] | None:
         return v
     unknown = [m for m in v if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown[:5])}; see the metric catalogue")
+        raise InvalidValue(
+            f"unknown metric(s) {', '.join(unknown[:5])}; see the metric catalogue",
+            "api.invalid.metric",
+            metric=", ".join(unknown[:5]),
+        )
     if len(set(v)) != len(v):
-        raise ValueError("metrics are listed twice")
+        raise InvalidValue("metrics are listed twice", "api.invalid.metrics_twice")
     return v
 
 
@@ -243,9 +254,11 @@ def _check_attributes(v: dict[str, Any] | None) -> dict[str, Any] | None:
     try:
         size = len(orjson.dumps(v))
     except orjson.JSONEncodeError:
-        raise ValueError("attributes must be plain JSON (integers within 64 bits)") from None
+        raise InvalidValue(
+            "attributes must be plain JSON (integers within 64 bits)", "api.invalid.attributes"
+        ) from None
     if size > 16_384:
-        raise ValueError("attributes exceed 16 KiB of JSON")
+        raise InvalidValue("attributes exceed 16 KiB of JSON", "api.invalid.attributes_size")
     return v
 
 
@@ -254,7 +267,7 @@ Text = Annotated[CleanStr, Field(max_length=200)]
 
 def _no_bool(v: object) -> object:
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError("must be a number")
+        raise InvalidValue("must be a number", "api.invalid.number")
     return v
 
 

@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 
 from fastapi.exceptions import RequestValidationError
 
+from core.errors import InvalidValue
+
 # hard limits of every query (documented in docs/api.md)
 MAX_SENSORS_PAGE = 1_000
 MAX_ALERTS_PAGE = 500
@@ -31,11 +33,20 @@ _BUCKET_RE = re.compile(r"^\s*(\d{1,6})\s*(s|sec|m|min|h|hour|d|day)s?\s*$", re.
 _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
-def invalid(where: str, name: str, msg: str, value: Any) -> NoReturn:
-    """Raise the same 422 that FastAPI raises for a badly typed parameter."""
-    raise RequestValidationError(
-        [{"type": "value_error", "loc": (where, name), "msg": msg, "input": value}]
-    )
+def invalid(
+    where: str, name: str, msg: str, value: Any, key: str | None = None, **fields: object
+) -> NoReturn:
+    """Raise the same 422 that FastAPI raises for a badly typed parameter; ``key`` names
+    the text in the catalogue (``api.invalid.*``) for readers of other languages."""
+    error: dict[str, Any] = {
+        "type": "value_error",
+        "loc": (where, name),
+        "msg": msg,
+        "input": value,
+    }
+    if key is not None:
+        error["ctx"] = {"error": InvalidValue(msg, key, **fields)}
+    raise RequestValidationError([error])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +68,19 @@ def parse_bbox(text: str | None, where: str = "query") -> BBox | None:
         return None
     parts = text.split(",")
     if len(parts) != 4:
-        invalid(where, "bbox", "bbox must be minlon,minlat,maxlon,maxlat", text)
+        invalid(where, "bbox", "bbox must be minlon,minlat,maxlon,maxlat", text, "api.invalid.bbox")
     try:
         vals = [float(p) for p in parts]
     except ValueError:
-        invalid(where, "bbox", "bbox must be four numbers: minlon,minlat,maxlon,maxlat", text)
+        invalid(
+            where,
+            "bbox",
+            "bbox must be four numbers: minlon,minlat,maxlon,maxlat",
+            text,
+            "api.invalid.bbox",
+        )
     if not all(math.isfinite(v) for v in vals):
-        invalid(where, "bbox", "bbox numbers must be finite", text)
+        invalid(where, "bbox", "bbox numbers must be finite", text, "api.invalid.bbox")
     b = BBox(*vals)
     if not (-180 <= b.min_lon <= b.max_lon <= 180 and -90 <= b.min_lat <= b.max_lat <= 90):
         invalid(
@@ -71,6 +88,7 @@ def parse_bbox(text: str | None, where: str = "query") -> BBox | None:
             "bbox",
             "bbox needs -180 <= minlon <= maxlon <= 180 and -90 <= minlat <= maxlat <= 90",
             text,
+            "api.invalid.bbox_range",
         )
     return b
 
@@ -81,10 +99,22 @@ def parse_bucket(text: str | None) -> int | None:
         return None
     m = _BUCKET_RE.match(text)
     if not m:
-        invalid("query", "bucket", "bucket must look like 1m, 5m, 15m, 1h, 6h or 1d", text)
+        invalid(
+            "query",
+            "bucket",
+            "bucket must look like 1m, 5m, 15m, 1h, 6h or 1d",
+            text,
+            "api.invalid.bucket",
+        )
     seconds = int(m.group(1)) * _UNIT_S[m.group(2).lower()]
     if not MIN_BUCKET_S <= seconds <= MAX_BUCKET_S:
-        invalid("query", "bucket", "bucket must be between 1 minute and 1 day", text)
+        invalid(
+            "query",
+            "bucket",
+            "bucket must be between 1 minute and 1 day",
+            text,
+            "api.invalid.bucket_range",
+        )
     return seconds
 
 
@@ -97,7 +127,14 @@ def parse_aggs(values: list[str] | None) -> tuple[str, ...]:
         for name in value.split(","):
             name = name.strip().lower()
             if name not in AGGREGATES:
-                invalid("query", "agg", f"agg must be among {', '.join(AGGREGATES)}", value)
+                invalid(
+                    "query",
+                    "agg",
+                    f"agg must be among {', '.join(AGGREGATES)}",
+                    value,
+                    "api.invalid.agg",
+                    names=", ".join(AGGREGATES),
+                )
             if name not in out:
                 out.append(name)
     return tuple(a for a in AGGREGATES if a in out)
@@ -107,13 +144,15 @@ def check_range(
     start: datetime, end: datetime, max_span: timedelta, what: str = "the range"
 ) -> None:
     if end <= start:
-        invalid("query", "end", "end must be after start", end.isoformat())
+        invalid("query", "end", "end must be after start", end.isoformat(), "api.invalid.end")
     if end - start > max_span:
         invalid(
             "query",
             "start",
             f"{what} is at most {max_span.days} days; narrow start..end",
             start.isoformat(),
+            "api.invalid.span",
+            days=max_span.days,
         )
 
 
@@ -125,4 +164,7 @@ def check_bucket_count(start: datetime, end: datetime, bucket_s: int) -> None:
             "bucket",
             f"{n} buckets exceed the limit of {MAX_BUCKETS}; widen the bucket or narrow the range",
             bucket_s,
+            "api.invalid.buckets",
+            n=n,
+            limit=MAX_BUCKETS,
         )

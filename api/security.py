@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import Principal, authenticate, bearer_from_header
 from api.telemetry import RATE_LIMITED
 from core.errors import AuthError
+from core.i18n import Lang, negotiate, text
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,17 @@ def needs_token(path: str, public_metrics: bool, public_docs: bool = False) -> b
     return path == "/metrics" and not public_metrics
 
 
-async def _answer(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+def _error_language(scope: Scope) -> Lang:
+    """The language of an error's detail: English unless ``Accept-Language`` asks otherwise."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-language":
+            return negotiate(value.decode("latin-1"), "en")
+    return "en"
+
+
+async def _answer(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]], lang: Lang = "en"
+) -> None:
     body = orjson.dumps({"detail": detail})
     await send(
         {
@@ -105,6 +116,8 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                (b"content-language", lang.encode()),
+                (b"vary", b"Accept-Language"),
                 *headers,
             ],
         }
@@ -178,13 +191,19 @@ class AuthFirst:
             async with state.pool.connection(timeout=10.0) as conn:
                 principal: Principal = await authenticate(conn, bearer_from_header(header))
         except AuthError as exc:
-            await _answer(send, 401, str(exc), [(b"www-authenticate", b"Bearer")])
+            lang = _error_language(scope)
+            detail = text(lang, exc.key) if exc.key and lang != "en" else str(exc)
+            await _answer(send, 401, detail, [(b"www-authenticate", b"Bearer")], lang)
             return
         except psycopg.Error as exc:  # PoolTimeout included
             logger.warning(
                 "%s %s: the database is unavailable (%s)", scope["method"], scope["path"], exc
             )
-            await _answer(send, 503, "the database is unavailable; try again", [])
+            lang = _error_language(scope)
+            detail = "the database is unavailable; try again"
+            await _answer(
+                send, 503, detail if lang == "en" else text(lang, "api.http.503"), [], lang
+            )
             return
         if self.buckets is None:
             self.buckets = TokenBuckets(settings.api_rate_per_token, settings.api_rate_burst)
@@ -192,11 +211,13 @@ class AuthFirst:
         if wait > 0:
             RATE_LIMITED.inc()
             retry = str(max(1, math.ceil(wait))).encode()
+            lang = _error_language(scope)
             await _answer(
                 send,
                 429,
-                f"too many requests for this token; retry after {retry.decode()} s",
+                text(lang, "api.rate_limited", s=retry.decode()),
                 [(b"retry-after", retry)],
+                lang,
             )
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal

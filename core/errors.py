@@ -9,7 +9,18 @@ from __future__ import annotations
 
 
 class IocError(Exception):
-    """Base class of every deliberate error in the project."""
+    """Base class of every deliberate error in the project.
+
+    ``key`` names the error's text in the message catalogue (``core/locale``) and
+    ``fields`` fill it in, so that the API can answer in the reader's language; the
+    English message (``str(error)``) stays the one logs and API clients without
+    ``Accept-Language`` see.
+    """
+
+    def __init__(self, *args: object, key: str | None = None, **fields: object) -> None:
+        super().__init__(*args)
+        self.key = key
+        self.fields = fields
 
 
 class ConfigError(IocError):
@@ -28,8 +39,10 @@ class PayloadError(IocError):
     ``detail``, a sentence a person can read.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+    def __init__(
+        self, reason: str, detail: str, *, key: str | None = None, **fields: object
+    ) -> None:
+        super().__init__(f"{reason}: {detail}", key=key, **fields)
         self.reason = reason
         self.detail = detail
 
@@ -48,6 +61,16 @@ class AuthError(IocError):
 
 class PermissionDeniedError(IocError):
     """Valid credentials without the role the action needs (HTTP 403)."""
+
+
+class InvalidValue(ValueError):
+    """A value a validator refuses, with its text's ``key`` and ``fields`` in the catalogue
+    (pydantic keeps the exception, so a 422 can be written in the reader's language)."""
+
+    def __init__(self, message: str, key: str, **fields: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.fields = fields
 
 
 class ScenarioError(IocError):

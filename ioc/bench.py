@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.progress import TaskProgress
+
 # benchmarks/ (and the tests' server harness it uses) live in the source checkout, not
 # in the installed packages: ``ioc bench`` runs from a checkout
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -33,6 +35,7 @@ BENCHES: dict[str, str] = {
     "storage": "benchmarks.storage",
     "notify": "benchmarks.notify_latency",
     "detect": "benchmarks.detect",
+    "demo-first": "benchmarks.demo_first",
 }
 
 
@@ -59,7 +62,10 @@ def run_one(name: str, argv: list[str]) -> int:
     if entry is None:
         print(f"ioc bench {name}: {BENCHES[name]}:main does not exist", file=sys.stderr)
         return 2
-    return int(entry(argv) or 0)
+    # a spinner with the time so far on a terminal (stderr); the benchmark's own lines
+    # print above it
+    with TaskProgress(f"ioc bench {name}"):
+        return int(entry(argv) or 0)
 
 
 def run_all(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "token": ("api.tokens", "main", "API tokens: create --role ROLE --name NAME"),
     "alerts": ("api.tail", "main", "alerts tail: follow the live alert stream"),
     "deadletters": ("api.deadletters_tail", "main", "deadletters tail: rejected messages"),
+    "readings": ("api.export", "main", "readings export: a query as CSV, with progress"),
     "contract": ("ioc.contract", "main", "write | check docs/asyncapi.yaml and docs/schemas/"),
     "bench": (
         "ioc.bench",

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ from analytics.eval.scoring import (
 from analytics.service.runner import AnalyticsService
 from core.logs import setup_logging
 from core.operator_load import operator_load
+from core.progress import TaskProgress
 
 DEFAULT_RANDOM = {
     "traffic_incident": 6.0,
@@ -117,16 +118,21 @@ def run_pipeline(
     until: float,
     tick_s: float = 30.0,
     batch: int = 200,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[AnalyticsService, set[str], float]:
-    """Feed the recorded messages through the service; return it, the sensors with data, seconds."""
+    """Feed the recorded messages through the service; return it, the sensors with data, seconds.
+
+    ``progress`` hears the bytes of ``messages`` read so far, every 10,000 messages."""
     svc = AnalyticsService(settings)
     svc.prepare()
     sensors: set[str] = set()
     started = time.perf_counter()
     next_tick = -math.inf
     n = 0
+    read = 0
     with messages.open("rb") as fh:
         for line in fh:
+            read += len(line)
             topic_b, _, rest = line.partition(b"\t")
             _, _, payload = rest.partition(b"\t")
             topic = topic_b.decode()
@@ -137,6 +143,8 @@ def run_pipeline(
                 sensors.add(topic.split("/")[3])
             svc.feed(topic, payload)
             n += 1
+            if progress is not None and n % 10_000 == 0:
+                progress(read)
             if n % batch == 0:
                 svc.drain()
                 if not math.isfinite(svc.pipeline.watermark):
@@ -216,9 +224,11 @@ def evaluate(
             start, duration_s = float(run["start"]), float(run["duration_s"])
             messages, truth_path = wd / "messages.tsv", wd / "truth.jsonl"
         else:
-            messages, truth_path = simulate(
-                wd, duration_s=duration_s, start=start, sim_args=sim_args
-            )
+            hours = duration_s / 3600
+            with TaskProgress(f"simulating {hours:g} h of the city"):
+                messages, truth_path = simulate(
+                    wd, duration_s=duration_s, start=start, sim_args=sim_args
+                )
             recorded.write_bytes(
                 orjson.dumps({"start": start, "duration_s": duration_s, "sim_args": sim_args})
             )
@@ -232,7 +242,10 @@ def evaluate(
                 max_age_days=36_500,
                 **(settings_overrides or {}),
             )
-            svc, sensors, seconds = run_pipeline(settings, messages, until=until)
+            with TaskProgress("analytics on the recorded messages", messages.stat().st_size) as bar:
+                svc, sensors, seconds = run_pipeline(
+                    settings, messages, until=until, progress=bar.update
+                )
             positions = {
                 sid: (m.lat, m.lon)
                 for sid, m in svc.ctx.sensors.items()

@@ -245,7 +245,9 @@ async def get_cap(
 ) -> Response:
     alert = await fetch_alert(conn, alert_id)
     if alert is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
+        raise NotFoundError(
+            f"alert {alert_id} does not exist", key="api.not_found.alert", id=alert_id
+        )
     names = await sensor_names(conn, [alert.sensor])
     return Response(
         alert_to_cap(

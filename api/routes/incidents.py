@@ -99,7 +99,9 @@ async def fetch_incident(conn: AsyncConnection[Any], incident_id: int) -> Incide
         await cur.execute(f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = %s", (incident_id,))
         found = await cur.fetchone()
     if found is None:
-        raise NotFoundError(f"incident {incident_id} does not exist")
+        raise NotFoundError(
+            f"incident {incident_id} does not exist", key="api.not_found.incident", id=incident_id
+        )
     return found
 
 
@@ -165,7 +167,10 @@ async def _transition(
     current = await fetch_incident(conn, incident_id)
     raise ConflictError(
         f"incident {incident_id} is {current.status}; only {' or '.join(allowed)} incidents "
-        f"can be {target}"
+        f"can be {target}",
+        key=f"api.conflict.incident.{target}",
+        id=incident_id,
+        status=current.status,
     )
 
 

@@ -60,6 +60,9 @@ async def create_window(
             "too_long",
             f"a maintenance window lasts at most {settings.api_maintenance_max_h:g} h;"
             f" this one lasts {hours:.1f} h",
+            key="api.invalid.maintenance_too_long",
+            max=settings.api_maintenance_max_h,
+            hours=round(hours, 1),
         )
     params = {
         "sensors": body.sensors,
@@ -78,7 +81,9 @@ async def create_window(
         if clash is not None:
             raise ConflictError(
                 f"maintenance window {clash[0]} already covers some of these sensors, areas or"
-                " kinds in that time; change or cancel it instead"
+                " kinds in that time; change or cancel it instead",
+                key="api.conflict.maintenance_overlap",
+                id=clash[0],
             )
         async with conn.cursor(row_factory=class_row(MaintenancePublic)) as mcur:
             await mcur.execute(
@@ -136,5 +141,13 @@ async def cancel_window(
         return window
     cur2 = await conn.execute("SELECT 1 FROM maintenance_windows WHERE id = %s", (window_id,))
     if await cur2.fetchone() is None:
-        raise NotFoundError(f"maintenance window {window_id} does not exist")
-    raise ConflictError(f"maintenance window {window_id} is already cancelled")
+        raise NotFoundError(
+            f"maintenance window {window_id} does not exist",
+            key="api.not_found.maintenance",
+            id=window_id,
+        )
+    raise ConflictError(
+        f"maintenance window {window_id} is already cancelled",
+        key="api.conflict.maintenance_cancelled",
+        id=window_id,
+    )

@@ -82,7 +82,10 @@ async def _deliveries(conn: Any, table: str, column: str, row_id: int) -> list[D
         async with conn.cursor() as plain:
             await plain.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,))
             if await plain.fetchone() is None:
-                raise NotFoundError(f"{table.removesuffix('s')} {row_id} does not exist")
+                kind = table.removesuffix("s")
+                raise NotFoundError(
+                    f"{kind} {row_id} does not exist", key=f"api.not_found.{kind}", id=row_id
+                )
     return rows
 
 
@@ -158,5 +161,5 @@ async def delete_route(conn: ConnDep, user: NotifyAdmin, name: RouteName) -> Res
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("DELETE FROM notify_routes WHERE name = %s", (name,))
         if cur.rowcount == 0:
-            raise NotFoundError(f"route {name} does not exist")
+            raise NotFoundError(f"route {name} does not exist", key="api.not_found.route", id=name)
     return Response(status_code=204)

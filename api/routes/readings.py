@@ -126,7 +126,13 @@ async def _sensors_of(
     """The sensor ids a query covers: the ids given, the place's sensors, or both (AND)."""
     if not place.given():
         if not sensors:
-            invalid("query", "sensor", "give sensor ids, or a place: bbox, area or kind", None)
+            invalid(
+                "query",
+                "sensor",
+                "give sensor ids, or a place: bbox, area or kind",
+                None,
+                "api.invalid.no_sensor",
+            )
         return sensors or []
     where = Where()
     where.any_of("kind", "kind", place.kind)
@@ -154,6 +160,8 @@ async def _sensors_of(
             f"the place holds more than {MAX_SERIES_SENSORS} sensors; narrow it "
             "(a smaller bbox, an area, a kind, a metric)",
             None,
+            "api.invalid.place_too_big",
+            limit=MAX_SERIES_SENSORS,
         )
     return ids
 
@@ -267,7 +275,14 @@ def _series_query(
     if metrics:
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
-            invalid("query", "metric", f"unknown metric {unknown[0]!r}", unknown[0])
+            invalid(
+                "query",
+                "metric",
+                f"unknown metric {unknown[0]!r}",
+                unknown[0],
+                "api.invalid.metric",
+                metric=unknown[0],
+            )
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=24)
     bucket_s = parse_bucket(bucket)
@@ -327,7 +342,9 @@ async def get_readings(
     if not user.can(Permission.HISTORY) and query.start < utcnow() - RECENT_WINDOW:
         raise PermissionDeniedError(
             f"role {user.role.value} may read the last 24 hours of readings; "
-            "longer history needs the analyst or admin role"
+            "longer history needs the analyst or admin role",
+            key="api.denied.history",
+            role=user.role.value,
         )
     mark = await _rollup_mark(request, conn, query)
     statement, params = query.statement(_flavour(request), limit + 1, mark)

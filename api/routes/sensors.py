@@ -121,7 +121,9 @@ async def _detail(conn: AsyncConnection[Any], sensor_id: str) -> SensorDetail:
         )
         row = await cur.fetchone()
     if row is None:
-        raise NotFoundError(f"sensor {sensor_id} does not exist")
+        raise NotFoundError(
+            f"sensor {sensor_id} does not exist", key="api.not_found.sensor", id=sensor_id
+        )
     row["latest"] = await _latest(conn, row)
     async with conn.cursor(row_factory=class_row(AlertPublic)) as acur:
         await acur.execute(
@@ -193,7 +195,11 @@ async def create_sensor(conn: ConnDep, user: SensorEditor, body: SensorCreate) -
             ),
         )
     except errors.UniqueViolation:
-        raise ConflictError(f"sensor {body.id} already exists; use PUT to change it") from None
+        raise ConflictError(
+            f"sensor {body.id} already exists; use PUT to change it",
+            key="api.conflict.sensor_exists",
+            id=body.id,
+        ) from None
     return await _detail(conn, body.id)
 
 
@@ -214,7 +220,7 @@ async def update_sensor(
     for name in given:
         value = getattr(body, name)
         if value is None and name in _NOT_NULL:
-            invalid("body", name, f"{name} cannot be null", None)
+            invalid("body", name, f"{name} cannot be null", None, "api.invalid.null")
         if name == "kind":
             value = value.value
         elif name == "attributes":
@@ -232,7 +238,9 @@ async def update_sensor(
             {**values, "sensor_id": sensor_id},
         )
         if cur.rowcount == 0:
-            raise NotFoundError(f"sensor {sensor_id} does not exist")
+            raise NotFoundError(
+                f"sensor {sensor_id} does not exist", key="api.not_found.sensor", id=sensor_id
+            )
     return await _detail(conn, sensor_id)
 
 
@@ -248,7 +256,9 @@ async def delete_sensor(
     async with conn.cursor() as cur:
         await cur.execute("DELETE FROM sensors WHERE id = %s", (sensor_id,))
         if cur.rowcount == 0:
-            raise NotFoundError(f"sensor {sensor_id} does not exist")
+            raise NotFoundError(
+                f"sensor {sensor_id} does not exist", key="api.not_found.sensor", id=sensor_id
+            )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

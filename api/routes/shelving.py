@@ -69,8 +69,14 @@ async def _shelve(
         return changed
     cur2 = await conn.execute(f"SELECT status FROM {table} WHERE id = %s", (row_id,))
     if await cur2.fetchone() is None:
-        raise NotFoundError(f"{name} {row_id} does not exist")
-    raise ConflictError(f"{name} {row_id} is resolved; only an active {name} can be shelved")
+        raise NotFoundError(
+            f"{name} {row_id} does not exist", key=f"api.not_found.{name}", id=row_id
+        )
+    raise ConflictError(
+        f"{name} {row_id} is resolved; only an active {name} can be shelved",
+        key=f"api.conflict.shelve_resolved.{name}",
+        id=row_id,
+    )
 
 
 ShelveBody = Annotated[ShelveIn, Body()]

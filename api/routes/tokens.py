@@ -82,5 +82,7 @@ async def revoke_token(
         )
         row = await cur.fetchone()
     if row is None:
-        raise NotFoundError(f"token {token_id} does not exist")
+        raise NotFoundError(
+            f"token {token_id} does not exist", key="api.not_found.token", id=token_id
+        )
     return row

@@ -1,7 +1,7 @@
 // The dashboard's entry point: log-in, the live alert stream, the map and the chart.
 
 import { AlertStore } from "./js/alerts.js";
-import { Api, ApiError, ROLE_CAN_ACT, adoptTokenFromUrl, storeToken, storedToken, wsProtocols, wsUrl } from "./js/api.js";
+import { Api, ApiError, ROLE_CAN_ACT, ROLE_READS_DEAD_LETTERS, adoptTokenFromUrl, storeToken, storedToken, wsProtocols, wsUrl } from "./js/api.js";
 import { Chart } from "./js/chart.js";
 import { Feed, el } from "./js/feed.js";
 import {
@@ -11,7 +11,8 @@ import {
 import { LANG, LOCALE, has, loadMessages, switchLanguage, t, translatePage } from "./js/i18n.js";
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
-import { INCIDENT_TEXTS, IncidentBoard } from "./js/incidents.js";
+import { DeadLetterPanel } from "./js/deadletters.js";
+import { INCIDENT_TEXTS, IncidentBoard, incidentTitle } from "./js/incidents.js";
 import { SensorMap } from "./js/map.js";
 
 const $ = (id) => document.getElementById(id);
@@ -73,6 +74,8 @@ function showLogin(message = "") {
   teardown();
   $("app").hidden = true;
   $("logout").hidden = true;
+  $("dl-open").hidden = true;
+  if ($("dl-panel").open) $("dl-panel").close();
   $("who").textContent = t("who.none");
   $("login").hidden = false;
   $("login-error").textContent = message;
@@ -120,7 +123,9 @@ async function start(token) {
   state.me = me;
   state.timings.me = performance.now();
   state.canAct = ROLE_CAN_ACT.has(me.role);
-  $("who").replaceChildren(el("span", { class: "who-label" }, t("who.label")), el("b", {}, me.name), ` (${t(`role.${me.role}`)})`);
+  $("who").replaceChildren(el("span", { class: "who-label" }, t("who.label")), el("b", {}, me.name),
+    el("span", { class: "who-role" }, ` (${t(`role.${me.role}`)})`));
+  $("who").title = `${me.name} (${t(`role.${me.role}`)})`;
   $("logout").hidden = false;
   $("app").hidden = false;
   document.body.dataset.role = me.role;
@@ -173,6 +178,7 @@ async function start(token) {
   state.timers.push(setInterval(refreshMaintenance, SENSOR_REFRESH_MS));
   refreshLoad();
   state.timers.push(setInterval(refreshLoad, 60000));
+  if (ROLE_READS_DEAD_LETTERS.has(me.role)) state.timers.push(state.deadLetters.enable());
   // shelving ends by itself: look again every 30 s
   state.timers.push(setInterval(() => { state.incidents.render(); renderFeed(); }, 30000));
 }
@@ -237,12 +243,12 @@ async function actOnIncident(inc, verb) {
   try {
     const updated = await state.api.request("POST", `/api/v1/incidents/${inc.id}/${verb}`);
     board.apply(updated);
-    toast(`${verb === "acknowledge" ? "Acknowledged · Đã tiếp nhận" : "Resolved · Đã xử lý"}: ${inc.title}`);
+    toast(t(verb === "acknowledge" ? "toast.incident.acknowledged" : "toast.incident.resolved", { title: incidentTitle(inc) }));
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) {
-      toast(`Incident ${inc.id} changed meanwhile · Sự cố đã thay đổi: ${err.detail}`, true);
+      toast(t("toast.incident.conflict", { id: inc.id, detail: err.detail }), true);
     } else if (!(err instanceof ApiError && err.status === 401)) {
-      toast(`Could not ${verb} incident ${inc.id}: ${err.message}`, true);
+      toast(t(`toast.incident.failed.${verb}`, { id: inc.id, error: err.message }), true);
     }
   } finally {
     board.busy.delete(inc.id);
@@ -258,7 +264,7 @@ async function shelveIncident(inc, minutes) {
     state.incidents.apply(updated);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) {
-      toast(`Could not shelve incident ${inc.id} · Không thể tạm ẩn: ${err.message}`, true);
+      toast(t("toast.incident.shelve_failed", { id: inc.id, error: err.message }), true);
     }
   }
 }
@@ -679,7 +685,6 @@ function renderLatest() {
     tiles.push(el("button", {
       type: "button", class: "tile", "data-metric": metric,
       "aria-pressed": metric === state.metric ? "true" : "false",
-      "aria-label": t("tile.label", { metric: metricLabel(metric), value: l ? `${fmtNum(l.value)} ${UNITS[metric] || ""}` : t("tile.none") }),
       onclick: () => {
         $("metric-pick").value = metric;
         state.metric = metric;
@@ -789,7 +794,9 @@ function openReadingsSocket(id) {
 
 function applyTextSize(i) {
   document.documentElement.style.setProperty("--scale", TEXT_SIZES[i]);
-  $("textsize").setAttribute("aria-label", t("size.label", { size: t(TEXT_SIZE_NAMES[i]) }));
+  // the name is read, not shown: "A±" stays out of it (its visible text is aria-hidden)
+  $("textsize-name").textContent = t("size.label", { size: t(TEXT_SIZE_NAMES[i]) });
+  $("textsize").title = $("textsize-name").textContent;
   $("textsize").dataset.size = String(i);
 }
 
@@ -816,6 +823,10 @@ function wire() {
     onAck: (inc) => actOnIncident(inc, "acknowledge"),
     onResolve: (inc) => actOnIncident(inc, "resolve"),
     onShelve: (inc, minutes) => shelveIncident(inc, minutes),
+  });
+
+  state.deadLetters = new DeadLetterPanel({
+    api: () => state.api, dialog: $("dl-panel"), button: $("dl-open"), count: $("n-dl"),
   });
 
   $("login-form").addEventListener("submit", (ev) => {

@@ -273,6 +273,7 @@ def test_vietnamese_numbers_dates_and_words(page: Any, static_url: str) -> None:
           f.fmtAge(Date.now() - 125000), f.fmtNum(1234.5), f.fmtNum(3.14159),
           f.withUnit(87.46, "pm25"), f.withUnit(12, "vehicle_count"), f.KIND_LABELS.water_level,
           f.metricLabel("water_level"), i.t("no.such.key"), i.t("age.s", {n: 5}),
+          f.fmtDateLong(new Date("2026-12-04T18:00:00Z")),
         ];
     }"""
     )
@@ -289,6 +290,7 @@ def test_vietnamese_numbers_dates_and_words(page: Any, static_url: str) -> None:
         "mực nước",
         "no.such.key",
         "5 giây trước",
+        "Thứ 7, 05/12/2026",  # 01:00 on Saturday in Hanoi: dd/MM/yyyy
     ]
 
 

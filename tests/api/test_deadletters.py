@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -145,7 +146,7 @@ def test_ioc_deadletters_tail_shows_the_latest_then_follows(
         assert "bad_json" in lines[0] and "ioc/v1/noise/nm-1/data" in lines[0]
         _dead_letter(db, "ioc/v1/noise/nm-9/data", b"x" * 3000, "payload_too_large", "too big")
         _wait(lambda: len(lines) == 3)
-        assert "too big" in lines[2] and "(3000 bytes)" in lines[2]
+        assert "too big" in lines[2] and "(3,000 bytes)" in lines[2]
     finally:
         stop.set()
         thread.join(10)
@@ -153,6 +154,23 @@ def test_ioc_deadletters_tail_shows_the_latest_then_follows(
     refused = DeadLetterTail(url=live_api.url, token=tokens["operator"])
     assert follow(refused, lines.append, status.append, threading.Event()) == 1
     assert "refused (403)" in status[-1]
+    # in Vietnamese: its words, dd/MM/yyyy, and the API's refusal in Vietnamese too
+    vi = DeadLetterTail(url=live_api.url, token=tokens["engineer"], last=1, lang="vi")
+    vi_lines: list[str] = []
+    vi_stop = threading.Event()
+    vi_thread = threading.Thread(target=follow, args=(vi, vi_lines.append, status.append, vi_stop))
+    vi_thread.start()
+    try:
+        _wait(lambda: len(vi_lines) == 1)
+    finally:
+        vi_stop.set()
+        vi_thread.join(10)
+    assert re.match(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2} #", vi_lines[0]), vi_lines[0]
+    assert "(3.000 byte)" in vi_lines[0]
+    assert status[-1].startswith("1 bản tin mới nhất ở trên; đang theo dõi ")
+    refused_vi = DeadLetterTail(url=live_api.url, token=tokens["operator"], lang="vi")
+    assert follow(refused_vi, lines.append, status.append, threading.Event()) == 1
+    assert status[-1].startswith("bị từ chối (403): ") and "vai trò operator" in status[-1]
 
 
 def _wait(pred: Callable[[], bool], timeout: float = 15.0) -> None:

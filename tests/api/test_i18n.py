@@ -6,6 +6,7 @@ The API is a real ``ioc api`` process on a free port, with ``IOC_LANGUAGE=en`` a
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,10 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
+from api.i18n import _VALIDATION_TEXTS
 from api.models import Role
 from api.tokens import create as create_token
+from core.i18n import LANGUAGES, has
 from tests.api.conftest import auth, insert_alert
 from tests.support.servers import MosquittoServer, free_port
 
@@ -185,6 +188,169 @@ def test_acknowledging_answers_in_the_readers_language(
         f"{api_process}{ALERTS}/999999", headers=auth(operator) | {"Accept-Language": "vi"}
     )
     assert missing.json()["detail"] == "không có cảnh báo 999999"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token", "vi", "en"),
+    [
+        # 401 (checked before routing), with and without a token
+        (
+            "GET",
+            ALERTS,
+            None,
+            "thiếu mã truy cập: hãy gửi Authorization: Bearer <mã>",
+            "missing bearer token: send Authorization: Bearer <token>",
+        ),
+        (
+            "GET",
+            ALERTS,
+            "not-a-token",
+            "mã truy cập không hợp lệ hoặc đã bị thu hồi",
+            "invalid or revoked token",
+        ),
+        # 403: an operator may not read dead letters
+        (
+            "GET",
+            "/api/v1/dead-letters",
+            "operator",
+            "vai trò operator không được làm việc này; cần một trong các vai trò: admin, engineer",
+            "role operator may not do this; it needs one of: admin, engineer",
+        ),
+        # 404: a sensor, an incident, an unknown path
+        (
+            "GET",
+            "/api/v1/sensors/no-such-sensor",
+            "operator",
+            "không có cảm biến no-such-sensor",
+            "sensor no-such-sensor does not exist",
+        ),
+        (
+            "GET",
+            "/api/v1/incidents/987654",
+            "operator",
+            "không có sự cố 987654",
+            "incident 987654 does not exist",
+        ),
+        ("GET", "/api/v1/nothing-here", "operator", "không tìm thấy", "Not Found"),
+        # 422: pydantic's own checks and the API's, one sentence each
+        (
+            "GET",
+            f"{ALERTS}?limit=0",
+            "operator",
+            "limit: phải lớn hơn hoặc bằng 1",
+            "limit: Input should be greater than or equal to 1",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?limit=abc",
+            "operator",
+            "limit: phải là số nguyên",
+            "limit: Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "GET",
+            "/api/v1/readings?sensor=x&bucket=7y",
+            "operator",
+            "bucket: phải có dạng 1m, 5m, 15m, 1h, 6h hoặc 1d",
+            "bucket: bucket must look like 1m, 5m, 15m, 1h, 6h or 1d",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?since=yesterday",
+            "operator",
+            "since: phải là thời điểm RFC 3339, ví dụ 2026-11-22T07:00:00+07:00",
+            "since: Value error, 'yesterday' is not an RFC 3339 time (e.g. 2026-11-22T00:00:00Z)",
+        ),
+        (
+            "GET",
+            f"{ALERTS}?bogus=1",
+            "operator",
+            "bogus: tham số không được nhận; địa chỉ này nhận:",
+            "bogus: unknown query parameter; this endpoint takes:",
+        ),
+    ],
+)
+def test_error_details_follow_accept_language(
+    api_process: str, operator: str, method: str, path: str, token: str | None, vi: str, en: str
+) -> None:
+    """401, 403, 404 and 422 texts in Vietnamese when asked, in English otherwise."""
+    _same_error_in_both_languages(
+        api_process, method, path, operator if token == "operator" else token, vi, en
+    )
+
+
+LONG_WINDOW = {
+    "sensors": ["aq-x"],
+    "start": "2026-12-01T00:00:00Z",
+    "end": "2027-01-01T12:30:00Z",
+    "reason": "works",
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "vi", "en"),
+    [
+        (LONG_WINDOW, "một đợt bảo trì dài tối đa 720 giờ; đợt này dài 756,5 giờ",
+         "too_long: a maintenance window lasts at most 720 h; this one lasts 756.5 h"),
+        ({**LONG_WINDOW, "sensors": []}, "body: hãy nêu ít nhất một cảm biến, khu vực hoặc loại",
+         "body: Value error, name at least one of sensors, areas or kinds"),
+        ({**LONG_WINDOW, "reason": ""}, "reason: phải có ít nhất 1 ký tự hoặc phần tử",
+         "reason: Value should have at least 1 item"),
+    ],
+)  # fmt: skip
+def test_body_errors_follow_accept_language(
+    api_process: str, db: psycopg.Connection[Any], body: dict[str, Any], vi: str, en: str
+) -> None:
+    engineer = create_token(db, f"eng-{uuid.uuid4().hex[:6]}", Role.ENGINEER, "test")
+    _same_error_in_both_languages(
+        api_process, "POST", "/api/v1/maintenance", engineer, vi, en, body=body
+    )
+
+
+def _same_error_in_both_languages(
+    api: str,
+    method: str,
+    path: str,
+    bearer: str | None,
+    vi: str,
+    en: str,
+    body: dict[str, Any] | None = None,
+) -> None:
+    headers = auth(bearer) if bearer else {}
+    answers = {
+        lang: httpx.request(
+            method,
+            f"{api}{path}",
+            headers=headers | ({"Accept-Language": lang} if lang else {}),
+            json=body,
+            timeout=10,
+        )
+        for lang in ("vi-VN,vi;q=0.9", "en", None)
+    }
+    statuses = {r.status_code for r in answers.values()}
+    assert len(statuses) == 1 and statuses.pop() >= 400, statuses
+    got_vi = answers["vi-VN,vi;q=0.9"]
+    assert got_vi.json()["detail"].startswith(vi), got_vi.text
+    assert got_vi.headers["content-language"] == "vi"
+    for lang in ("en", None):  # API clients without the header keep the English texts
+        assert answers[lang].json()["detail"].startswith(en), answers[lang].text
+        assert answers[lang].headers["content-language"] == "en"
+
+
+def test_every_error_text_the_api_names_is_in_both_catalogues() -> None:
+    """Each ``key=`` of an error raised in ``api/`` and each ``api.invalid.*`` text exists in
+    Vietnamese and English (a missing one would show its id)."""
+    source = "\n".join(p.read_text() for p in (ROOT / "api").rglob("*.py"))
+    keys = set(re.findall(r'key="(api\.[a-z_.]+)"', source))
+    keys |= set(re.findall(r'"(api\.invalid\.[a-z_]+)"', source))
+    keys |= {f"api.not_found.{n}" for n in ("alert", "incident")}  # key=f"...{name}"
+    keys |= {f"api.conflict.shelve_resolved.{n}" for n in ("alert", "incident")}
+    keys |= {f"api.conflict.incident.{t}" for t in ("acknowledged", "resolved")}
+    keys |= {f"api.invalid.{t}" for t, _ in _VALIDATION_TEXTS.values()}
+    keys |= {f"api.http.{s}" for s in (400, 401, 403, 404, 405, 409, 413, 422, 429, 503)}
+    assert len(keys) > 50
+    missing = sorted(k for k in keys for lang in LANGUAGES if not has(lang, k))
+    assert missing == []
 
 
 def _first_alert(ws: Any) -> dict[str, Any]:

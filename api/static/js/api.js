@@ -171,4 +171,6 @@ export function wsUrl(path, query) {
   return `${proto}//${window.location.host}${path}${s ? `?${s}` : ""}`;
 }
 
+// roles that may read the ingestor's dead letters (api.auth: Permission.DEAD_LETTERS)
+export const ROLE_READS_DEAD_LETTERS = new Set(["engineer", "admin"]);
 export const ROLE_CAN_ACT = new Set(["operator", "admin"]);

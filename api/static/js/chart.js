@@ -296,7 +296,11 @@ export class Chart {
     ctx.restore();
     ctx.font = `600 ${this.fontPx}px ${this.font}`;
     ctx.textBaseline = "bottom";
+    // labels never overlap: a full label where it fits, else the shape alone, else nothing
+    // (the line still marks the alert); their boxes are kept for the layout tests
     let lastLabelX = -Infinity;
+    this.labelBoxes = [];
+    const labelY = pad.t - this.fontPx * 0.3;
     const sorted = metricAlerts.slice().sort((a, b) => toDate(a.opened_at) - toDate(b.opened_at));
     for (const a of sorted) {
       const t0 = toDate(a.opened_at)?.getTime();
@@ -321,11 +325,16 @@ export class Chart {
       const label = `${SEVERITY_ICON[a.severity] || "●"} ${tr(`sev.${a.severity}`).toUpperCase()}${a.metric === this.metric ? "" : ` (${metricLabel(a.metric)})`}`;
       const lw = ctx.measureText(label).width;
       const lx = Math.min(Math.max(x, pad.l + lw / 2), pad.l + plotW - lw / 2);
+      const icon = SEVERITY_ICON[a.severity] || "●";
+      const iw = ctx.measureText(icon).width;
       if (lx - lw / 2 > lastLabelX + 4) {
-        ctx.fillText(label, lx, pad.t - this.fontPx * 0.3);
+        ctx.fillText(label, lx, labelY);
         lastLabelX = lx + lw / 2;
-      } else {
-        ctx.fillText(SEVERITY_ICON[a.severity] || "●", x, pad.t - this.fontPx * 0.3);
+        this.labelBoxes.push({ l: lx - lw / 2, r: lx + lw / 2, t: labelY - this.fontPx, b: labelY });
+      } else if (x - iw / 2 > lastLabelX + 2) {
+        ctx.fillText(icon, x, labelY);
+        lastLabelX = x + iw / 2;
+        this.labelBoxes.push({ l: x - iw / 2, r: x + iw / 2, t: labelY - this.fontPx, b: labelY });
       }
       ctx.globalAlpha = 1;
     }

@@ -200,7 +200,7 @@ export class Feed {
     }, t("feed.chart")));
     actions.append(el("button", {
       type: "button", class: "btn btn-more", "data-act": "more", "aria-expanded": this.expanded.has(a.id) ? "true" : "false",
-      "aria-controls": `details-${a.id}`, "aria-label": t("feed.more.label", { title }),
+      "aria-controls": `details-${a.id}`, "aria-label": t("feed.more.label", { action: t(this.expanded.has(a.id) ? "feed.less" : "feed.more"), title }),
       onclick: () => this._toggle(a),
     }, t(this.expanded.has(a.id) ? "feed.less" : "feed.more")));
 

@@ -35,9 +35,14 @@ const fullFmt = {
     return LOCALE === "vi-VN" ? `${date} ${time}` : `${date}, ${time}`;
   },
 };
-const dateLongFmt = new Intl.DateTimeFormat(LOCALE, {
-  timeZone: TZ, weekday: "short", day: "numeric", month: "short", year: "numeric",
-});
+const weekdayFmt = new Intl.DateTimeFormat(LOCALE, { timeZone: TZ, weekday: "short" });
+// the header's date: the weekday in words, then dd/MM/yyyy ("Th 7, 05/12/2026", "Sat, 05/12/2026")
+const dateLongFmt = {
+  format: (d) => {
+    const o = parts(d);
+    return `${weekdayFmt.format(d)}, ${o.day}/${o.month}/${o.year}`;
+  },
+};
 
 /** Parse an RFC 3339 string (or a Date, or epoch ms) into a Date; null for nothing. */
 export function toDate(t) {

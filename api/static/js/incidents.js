@@ -1,42 +1,39 @@
 // The incident board: one card per open or acknowledged incident (related alerts grouped by
-// the correlator), in English and Vietnamese; a card expands to its alerts, and the map
+// the correlator), in the page's language; a card expands to its alerts, and the map
 // rings its sensors while it is expanded or under the pointer.
 
 import { el } from "./feed.js";
-import { SEVERITY_ICON, SEVERITY_RANK, fmtAge, fmtTime, toDate } from "./fmt.js";
+import { SEVERITY_ICON, SEVERITY_RANK, fmtAge, fmtNum, fmtTime, toDate } from "./fmt.js";
+import { LANG, t as tr } from "./i18n.js";
 
 const MAX_CARDS = 100;
 
-// texts people read, both languages (glossary terms)
+// texts people read, in the page's language (i18n.json, incident.*)
 export const INCIDENT_TEXTS = {
-  severity: {
-    critical: ["CRITICAL", "nghiêm trọng"],
-    warning: ["WARNING", "cảnh báo"],
-    info: ["INFO", "thông tin"],
-  },
-  status: {
-    open: ["Open", "đang mở"],
-    acknowledged: ["Acknowledged", "đã tiếp nhận"],
-    resolved: ["Resolved", "đã xử lý"],
-  },
-  acknowledge: "Acknowledge · Tiếp nhận",
-  resolve: "Resolve · Đóng (đã xử lý)",
-  confirm: "Press again · Nhấn lần nữa",
-  showAlerts: "Alerts · Cảnh báo",
-  hideAlerts: "Hide · Ẩn",
-  alerts: (n) => `${n} alerts · ${n} cảnh báo`,
-  sensors: (n) => `${n} sensors · ${n} cảm biến`,
-  none: "No open incidents · Không có sự cố đang mở",
-  shelve: "Shelve 1 h · Tạm ẩn 1 giờ",
-  unshelve: "Unshelve · Bỏ tạm ẩn",
-  shelved: (n) => `Shelved · Tạm ẩn: ${n}`,
-  until: (t) => `until · đến ${t}`,
-  load: (l) => `Last hour · Giờ qua: ${l.incidents.new} incidents · sự cố, ${l.alerts.new} alerts · cảnh báo`
-    + ` (peak 10 min · đỉnh 10 phút: ${l.alerts.peak_10min})`,
-  maintenance: (n, s) => `In maintenance · Đang bảo trì: ${n} windows, ${s} sensors · ${n} đợt, ${s} cảm biến`,
-  loading: "Loading… · Đang tải…",
-  by: (who) => `by · bởi ${who}`,
+  severity: (sev) => tr(`sev.${sev}`),
+  status: (st) => tr(`status.${st}`),
+  acknowledge: () => tr("incident.acknowledge"),
+  resolve: () => tr("incident.resolve"),
+  confirm: () => tr("incident.confirm"),
+  showAlerts: () => tr("incident.show_alerts"),
+  hideAlerts: () => tr("incident.hide_alerts"),
+  alerts: (n) => tr(n === 1 ? "incident.alerts.one" : "incident.alerts", { n: fmtNum(n) }),
+  sensors: (n) => tr(n === 1 ? "incident.sensors.one" : "incident.sensors", { n: fmtNum(n) }),
+  none: () => tr("incident.none"),
+  shelve: () => tr("incident.shelve"),
+  unshelve: () => tr("incident.unshelve"),
+  shelved: (n) => tr("incident.shelved", { n: fmtNum(n) }),
+  until: (t) => tr("incident.until", { time: t }),
+  load: (l) => tr("incident.load", {
+    incidents: fmtNum(l.incidents.new), alerts: fmtNum(l.alerts.new), peak: fmtNum(l.alerts.peak_10min),
+  }),
+  maintenance: (n, s) => tr("incident.maintenance", { n: fmtNum(n), sensors: fmtNum(s) }),
+  loading: () => tr("incident.loading"),
+  by: (who) => tr("incident.by", { who }),
 };
+
+/** The incident's title in the page's language (the correlator writes both). */
+export const incidentTitle = (inc) => (LANG === "vi" && inc.title_vi ? inc.title_vi : inc.title);
 
 function byPriority(a, b) {
   const s = (a.status === "open" ? 0 : 1) - (b.status === "open" ? 0 : 1);
@@ -110,7 +107,7 @@ export class IncidentBoard {
     this.root.dataset.count = String(list.length);
     this.root.dataset.shelved = String(shelved.length);
     const nodes = list.map((inc) => this._card(inc));
-    if (!list.length) nodes.push(el("li", { class: "empty" }, INCIDENT_TEXTS.none));
+    if (!list.length) nodes.push(el("li", { class: "empty" }, INCIDENT_TEXTS.none()));
     if (shelved.length) nodes.push(this._shelf(shelved));
     this.root.replaceChildren(...nodes);
   }
@@ -123,7 +120,7 @@ export class IncidentBoard {
       el("span", { class: "muted" }, t.until(fmtTime(inc.shelved_until))), " ",
       this.canAct ? el("button", {
         type: "button", class: "btn btn-small btn-unshelve", onclick: () => this.opts.onShelve(inc, 0),
-      }, t.unshelve) : null));
+      }, t.unshelve()) : null));
     const details = el("details", { open: this.shelfOpen },
       el("summary", {}, t.shelved(shelved.length)), el("ol", {}, ...items));
     details.addEventListener("toggle", () => { this.shelfOpen = details.open; });
@@ -132,8 +129,6 @@ export class IncidentBoard {
 
   _card(inc) {
     const t = INCIDENT_TEXTS;
-    const [sevEn, sevVi] = t.severity[inc.severity] || [inc.severity, inc.severity];
-    const [stEn, stVi] = t.status[inc.status] || [inc.status, inc.status];
     const open = this.expanded.has(inc.id);
     const li = el("li", {
       class: `incident sev-${inc.severity} status-${inc.status}`,
@@ -145,13 +140,12 @@ export class IncidentBoard {
     li.append(
       el("div", { class: "sev-badge" },
         el("span", { class: "sev-icon", "aria-hidden": "true" }, SEVERITY_ICON[inc.severity] || "●"),
-        el("span", {}, sevEn), el("span", { class: "sev-vi" }, sevVi)),
+        el("span", {}, t.severity(inc.severity))),
       el("div", { class: "a-main" },
-        el("div", { class: "a-msg i-title", lang: "en" }, inc.title),
-        el("div", { class: "i-title-vi", lang: "vi" }, inc.title_vi),
+        el("div", { class: "a-msg i-title" }, incidentTitle(inc)),
         el("div", { class: "a-meta" },
           el("span", { class: `a-status st-${inc.status === "acknowledged" ? "ack" : inc.status}` },
-            `${stEn} · ${stVi}`),
+            t.status(inc.status)),
           inc.status === "acknowledged" && inc.acknowledged_by
             ? el("span", {}, t.by(inc.acknowledged_by)) : null,
           el("span", {}, t.sensors(inc.sensors.length)),
@@ -165,18 +159,18 @@ export class IncidentBoard {
       el("button", {
         type: "button", class: "btn btn-small btn-expand", "aria-expanded": String(open),
         onclick: () => this.toggle(inc.id),
-      }, open ? t.hideAlerts : t.showAlerts));
+      }, open ? t.hideAlerts() : t.showAlerts()));
     if (this.canAct && inc.status === "open") {
       actions.append(el("button", {
         type: "button", class: "btn btn-small btn-ack", disabled: this.busy.has(inc.id),
         onclick: () => this.opts.onAck(inc),
-      }, t.acknowledge));
+      }, t.acknowledge()));
     }
     if (this.canAct) {
       actions.append(el("button", {
         type: "button", class: "btn btn-small btn-shelve", disabled: this.busy.has(inc.id),
         onclick: () => this.opts.onShelve(inc, 60),
-      }, t.shelve));
+      }, t.shelve()));
     }
     if (this.canAct) {
       const btn = el("button", {
@@ -184,13 +178,13 @@ export class IncidentBoard {
         onclick: () => {
           if (!btn.classList.contains("confirm")) { // two presses: it resolves all its alerts
             btn.classList.add("confirm");
-            btn.textContent = t.confirm;
-            setTimeout(() => { if (btn.isConnected) { btn.classList.remove("confirm"); btn.textContent = t.resolve; } }, 4000);
+            btn.textContent = t.confirm();
+            setTimeout(() => { if (btn.isConnected) { btn.classList.remove("confirm"); btn.textContent = t.resolve(); } }, 4000);
             return;
           }
           this.opts.onResolve(inc);
         },
-      }, t.resolve);
+      }, t.resolve());
       actions.append(btn);
     }
     li.append(actions);
@@ -202,15 +196,14 @@ export class IncidentBoard {
     const box = el("div", { class: "a-details i-alerts" });
     const alerts = this.details.get(id);
     if (!alerts) {
-      box.append(el("p", { class: "muted" }, INCIDENT_TEXTS.loading));
+      box.append(el("p", { class: "muted" }, INCIDENT_TEXTS.loading()));
       return box;
     }
     const ol = el("ol", { class: "i-alert-list" });
     for (const a of alerts) {
-      const [sevEn] = INCIDENT_TEXTS.severity[a.severity] || [a.severity];
       ol.append(el("li", { class: `i-alert sev-${a.severity} status-${a.status}`, "data-alert-id": String(a.id) },
-        el("b", {}, sevEn), " ", a.message, " ",
-        el("span", { class: "muted" }, `(${a.status}, ${fmtTime(a.opened_at)})`)));
+        el("b", {}, INCIDENT_TEXTS.severity(a.severity)), " ", a.message, " ",
+        el("span", { class: "muted" }, `(${INCIDENT_TEXTS.status(a.status)}, ${fmtTime(a.opened_at)})`)));
     }
     box.append(ol);
     return box;

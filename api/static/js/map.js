@@ -46,6 +46,9 @@ export function sensorState(sensor, worst) {
   return { state: "unknown", ack: false };
 }
 
+/** Whether two boxes ({l, r, t, b}) overlap. */
+const overlaps = (a, b) => a.l < b.r && a.r > b.l && a.t < b.b && a.b > b.t;
+
 export class SensorMap {
   /**
    * @param root the <svg> with the outline; it takes the pointer and keyboard
@@ -224,6 +227,7 @@ export class SensorMap {
     const ppu = Math.min(box.width / v.w, box.height / v.h); // screen px per user unit
     r.style.setProperty("--u", (1 / ppu).toFixed(5)); // outline text keeps its screen size
     r.classList.toggle("zoomed-in", ppu > 4); // urban district names readable
+    this.placeLabels = null; // the outline's names moved: measured again at the next draw
     this.requestDraw();
   }
 
@@ -373,13 +377,14 @@ export class SensorMap {
     ctx.textBaseline = "bottom";
     ctx.lineJoin = "round";
     const kept = [];
+    const places = this._placeLabels();
     for (const [sx, sy, r, m] of hot.slice(0, MAX_NAMES)) {
       const s = this.sensors.get(m.id);
       let name = s?.name || m.id;
       if (name.length > 28) name = `${name.slice(0, 27)}…`;
       const w = ctx.measureText(name).width;
       const box = { l: sx - w / 2 - 2, r: sx + w / 2 + 2, t: sy - r - 3 - px, b: sy - r - 1 };
-      if (kept.some((k) => box.l < k.r && box.r > k.l && box.t < k.b && box.b > k.t)) continue;
+      if (kept.some((k) => overlaps(box, k))) continue;
       kept.push(box);
       ctx.lineWidth = 4;
       ctx.strokeStyle = col.bg;
@@ -387,6 +392,29 @@ export class SensorMap {
       ctx.fillStyle = m.ack ? "#b0bfd0" : { critical: "#ff9c9c", warning: "#ffd27a" }[m.state] || "#a9d2ff";
       ctx.fillText(name, sx, sy - r - 2);
     }
+    // an alerted sensor's name matters more than a place name: the place name gives way
+    for (const p of places) p.node.classList.toggle("covered", kept.some((k) => overlaps(p, k)));
+    this.labelBoxes = [...kept, ...places.filter((p) => !p.node.classList.contains("covered"))]
+      .map(({ l, r, t, b }) => ({ l, r, t, b }));
+  }
+
+  /** The outline's place names (districts, the river) shown in this view, in canvas px,
+   * each hidden where it would overlap one shown before it. Measured once per view. */
+  _placeLabels() {
+    if (this.placeLabels) return this.placeLabels;
+    const origin = this.canvas.getBoundingClientRect();
+    const shown = [];
+    for (const node of this.root.querySelectorAll(".labels text")) {
+      node.classList.remove("clash");
+      if (getComputedStyle(node).display === "none") continue;
+      const b = node.getBoundingClientRect();
+      if (!b.width) continue;
+      const box = { l: b.left - origin.left, r: b.right - origin.left, t: b.top - origin.top, b: b.bottom - origin.top, node };
+      if (shown.some((k) => overlaps(box, k))) node.classList.add("clash");
+      else shown.push(box);
+    }
+    this.placeLabels = shown;
+    return shown;
   }
 
   /** The marker under a point of the page (within a few pixels), or null. */
