@@ -34,25 +34,33 @@ BEGIN
 END $$;
 
 -- the action word of a change: a change of shelving alone is 'shelved' or 'unshelved'
--- (before, 'updated'); status and severity changes keep their words
+-- (before, 'updated'); status and severity changes keep their words.  One function for
+-- alerts and incidents, so both speak the same action words.
+CREATE OR REPLACE FUNCTION ioc_change_action(
+    op text, new_status text, old_status text, new_severity text, old_severity text,
+    new_shelved timestamptz, old_shelved timestamptz
+) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN op = 'INSERT' THEN 'opened'
+        WHEN new_status IS DISTINCT FROM old_status THEN
+            CASE new_status WHEN 'open' THEN 'reopened' ELSE new_status END
+        WHEN new_severity IS DISTINCT FROM old_severity THEN
+            CASE WHEN new_severity = 'critical' OR (new_severity = 'warning' AND old_severity = 'info')
+                 THEN 'escalated' ELSE 'deescalated' END
+        WHEN new_shelved IS DISTINCT FROM old_shelved THEN
+            CASE WHEN new_shelved IS NULL THEN 'unshelved' ELSE 'shelved' END
+        ELSE 'updated'
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION ioc_alert_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     act  text;
     seqv bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(727001);
-    IF TG_OP = 'INSERT' THEN
-        act := 'opened';
-    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-        act := CASE NEW.status WHEN 'open' THEN 'reopened' ELSE NEW.status END;
-    ELSIF NEW.severity IS DISTINCT FROM OLD.severity THEN
-        act := CASE WHEN (NEW.severity = 'critical' OR (NEW.severity = 'warning' AND OLD.severity = 'info'))
-                    THEN 'escalated' ELSE 'deescalated' END;
-    ELSIF NEW.shelved_until IS DISTINCT FROM OLD.shelved_until THEN
-        act := CASE WHEN NEW.shelved_until IS NULL THEN 'unshelved' ELSE 'shelved' END;
-    ELSE
-        act := 'updated';
-    END IF;
+    act := ioc_change_action(TG_OP, NEW.status, OLD.status, NEW.severity, OLD.severity,
+                             NEW.shelved_until, OLD.shelved_until);
     INSERT INTO alert_events (alert_id, action, actor, note, snapshot)
     VALUES (NEW.id, act,
             coalesce(nullif(current_setting('ioc.actor', true), ''), 'system'),
@@ -69,18 +77,8 @@ DECLARE
     seqv bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(727001);
-    IF TG_OP = 'INSERT' THEN
-        act := 'opened';
-    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-        act := CASE NEW.status WHEN 'open' THEN 'reopened' ELSE NEW.status END;
-    ELSIF NEW.severity IS DISTINCT FROM OLD.severity THEN
-        act := CASE WHEN (NEW.severity = 'critical' OR (NEW.severity = 'warning' AND OLD.severity = 'info'))
-                    THEN 'escalated' ELSE 'deescalated' END;
-    ELSIF NEW.shelved_until IS DISTINCT FROM OLD.shelved_until THEN
-        act := CASE WHEN NEW.shelved_until IS NULL THEN 'unshelved' ELSE 'shelved' END;
-    ELSE
-        act := 'updated';
-    END IF;
+    act := ioc_change_action(TG_OP, NEW.status, OLD.status, NEW.severity, OLD.severity,
+                             NEW.shelved_until, OLD.shelved_until);
     INSERT INTO alert_events (incident_id, action, actor, note, snapshot)
     VALUES (NEW.id, act,
             coalesce(nullif(current_setting('ioc.actor', true), ''), 'system'),
