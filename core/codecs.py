@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from core.errors import PayloadError
+from core.errors import InvalidValue, PayloadError
+from core.i18n import message
 from core.metrics import METRICS
 from core.types import DeviceStatus, Reading, Sensor, SensorKind
 
@@ -45,8 +46,29 @@ class Rejection:
     """One rejected entry of a message (``index`` is its position, if it has one)."""
 
     reason: str
-    detail: str
+    detail: str  # in English; ``key`` and ``fields`` give it in any language (core.i18n)
     index: int | None = None
+    key: str | None = None
+    fields: Mapping[str, Any] | None = None
+
+
+def payload_error(reason: str, key: str, **fields: Any) -> PayloadError:
+    """A ``PayloadError`` whose detail is the catalogue text ``key`` (English kept as detail)."""
+    return PayloadError(reason, message("en", key, fields), key=key, **fields)
+
+
+def _rej(reason: str, key: str, index: int | None = None, **fields: Any) -> Rejection:
+    return Rejection(reason, message("en", key, fields), index, key, fields)
+
+
+def _bad_time(key: str, **fields: Any) -> InvalidValue:
+    return InvalidValue(message("en", key, fields), key, **fields)
+
+
+def _time_rejection(exc: ValueError, index: int | None) -> Rejection:
+    if isinstance(exc, InvalidValue):
+        return Rejection("bad_timestamp", str(exc), index, exc.key, exc.fields)
+    return Rejection("bad_timestamp", str(exc), index)
 
 
 @dataclass(slots=True)
@@ -72,7 +94,7 @@ def _loads(payload: bytes) -> Any:
     try:
         return json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise PayloadError("malformed_json", f"payload is not valid JSON: {exc}") from None
+        raise payload_error("malformed_json", "payload.malformed_json", error=str(exc)) from None
 
 
 def parse_time(value: Any, *, now: float, epoch_unit: float = 1e-3) -> float:
@@ -82,39 +104,43 @@ def parse_time(value: Any, *, now: float, epoch_unit: float = 1e-3) -> float:
     Raises ``ValueError`` with a readable message.
     """
     if isinstance(value, bool):
-        raise ValueError(f"timestamp {value!r} is a boolean")
+        raise _bad_time("payload.time.boolean", value=repr(value))
     if isinstance(value, int | float):
         try:
             t = float(value) * epoch_unit
         except OverflowError:  # an integer beyond any float
-            raise ValueError(f"timestamp {str(value)[:24]}... is out of range") from None
+            raise _bad_time("payload.time.out_of_range", value=str(value)[:24]) from None
         if not math.isfinite(t):
-            raise ValueError(f"timestamp {value!r} is not finite")
+            raise _bad_time("payload.time.not_finite", value=repr(value))
         return t
     if isinstance(value, str):
         if len(value) > 64:
-            raise ValueError("timestamp string is too long")
+            raise _bad_time("payload.time.too_long")
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"timestamp {value!r} is not RFC 3339") from None
+            raise _bad_time("payload.time.not_rfc3339", value=repr(value)) from None
         if dt.tzinfo is None:
-            raise ValueError(f"timestamp {value!r} has no time zone (add Z or +07:00)")
+            raise _bad_time("payload.time.no_zone", value=repr(value))
         return (dt - _EPOCH).total_seconds()
-    raise ValueError(f"timestamp {value!r} must be an RFC 3339 string or epoch milliseconds")
+    raise _bad_time("payload.time.type", value=repr(value)[:40])
 
 
 def _check_time(t: float, now: float, limits: Limits) -> Rejection | None:
     if t > now + limits.max_future_skew_s:
-        return Rejection(
+        return _rej(
             "timestamp_future",
-            f"timestamp {_iso(t)} is {t - now:.0f} s in the future "
-            f"(allowed skew {limits.max_future_skew_s:.0f} s)",
+            "payload.time.future",
+            time=_iso(t),
+            seconds=round(t - now),
+            skew=round(limits.max_future_skew_s),
         )
     if t < now - limits.max_age_s:
-        return Rejection(
+        return _rej(
             "timestamp_too_old",
-            f"timestamp {_iso(t)} is older than the accepted {limits.max_age_s / 86400:.0f} days",
+            "payload.time.too_old",
+            time=_iso(t),
+            days=round(limits.max_age_s / 86400),
         )
     return None
 
@@ -129,23 +155,32 @@ def _iso(t: float) -> str:
 def _check_value(metric: str, value: Any) -> tuple[float | None, Rejection | None]:
     m = METRICS.get(metric)
     if m is None or m.derived:
-        return None, Rejection("unknown_metric", f"metric {metric!r} is not in the catalogue")
+        return None, _rej("unknown_metric", "payload.metric.unknown", name=repr(metric))
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, Rejection("wrong_type", f"{metric} must be a number, got {value!r:.40}")
+        return None, _rej("wrong_type", "payload.value.type", metric=metric, value=f"{value!r:.40}")
     try:
         v = float(value)
     except OverflowError:  # an integer too large for any float: a value, not a structure
-        return None, Rejection(
+        return None, _rej(
             "out_of_range",
-            f"{metric} = {str(value)[:24]}... ({len(str(value))} digits) is outside the"
-            f" physical range {m.low:g}..{m.high:g}",
+            "payload.value.huge",
+            metric=metric,
+            value=str(value)[:24],
+            digits=len(str(value)),
+            low=m.low,
+            high=m.high,
         )
     if not math.isfinite(v):
-        return None, Rejection("not_finite", f"{metric} is {v}, not a finite number")
+        return None, _rej("not_finite", "payload.value.not_finite", metric=metric, value=str(v))
     if v < m.low or v > m.high:
-        return None, Rejection(
+        return None, _rej(
             "out_of_range",
-            f"{metric} = {v:g} {m.unit} is outside the physical range {m.low:g}..{m.high:g}",
+            "payload.value.out_of_range",
+            metric=metric,
+            value=v,
+            unit=m.unit,
+            low=m.low,
+            high=m.high,
         )
     return v, None
 
@@ -164,7 +199,7 @@ def _entry(
     if rej is None:
         rej = _check_time(t, now, limits)
     if rej is not None:
-        out.rejections.append(Rejection(rej.reason, rej.detail, index))
+        out.rejections.append(Rejection(rej.reason, rej.detail, index, rej.key, rej.fields))
         return
     assert v is not None
     out.readings.append(Reading(_EPOCH + timedelta(seconds=t), sensor, metric, v))
@@ -185,19 +220,19 @@ def decode_readings(
     if now is None:
         now = datetime.now(UTC).timestamp()
     if len(payload) > limits.max_payload_bytes:
-        raise PayloadError(
-            "oversized", f"payload of {len(payload)} bytes exceeds {limits.max_payload_bytes}"
+        raise payload_error(
+            "oversized", "payload.oversized", size=len(payload), limit=limits.max_payload_bytes
         )
     if not payload.strip():
-        raise PayloadError("empty", "payload is empty")
+        raise payload_error("empty", "payload.empty")
     doc = _loads(payload)
     try:
         if isinstance(doc, list):
             if not doc:
-                raise PayloadError("empty", "payload is an empty list")
+                raise payload_error("empty", "payload.empty_list")
             if len(doc) > limits.max_entries:
-                raise PayloadError(
-                    "oversized", f"{len(doc)} entries exceed the limit of {limits.max_entries}"
+                raise payload_error(
+                    "oversized", "payload.too_many", count=len(doc), limit=limits.max_entries
                 )
             first = doc[0]
             if isinstance(first, dict) and ("n" in first or "bn" in first or "bt" in first):
@@ -214,14 +249,11 @@ def decode_readings(
                 _decode_fiware_one(out, sensor, doc, now, limits, None)
                 return out
             return _decode_native(sensor, [doc], now, limits)
-        raise PayloadError(
-            "bad_structure",
-            f"payload must be a JSON object or array, got {type(doc).__name__}",
-        )
+        raise payload_error("bad_structure", "payload.not_container", type=type(doc).__name__)
     except PayloadError:
         raise
     except Exception as exc:  # a decoder bug must not kill the ingestor
-        raise PayloadError("bad_structure", f"payload could not be decoded: {exc!r}") from None
+        raise payload_error("bad_structure", "payload.undecodable", error=repr(exc)) from None
 
 
 def _decode_native(sensor: str, items: list[Any], now: float, limits: Limits) -> Decoded:
@@ -229,18 +261,18 @@ def _decode_native(sensor: str, items: list[Any], now: float, limits: Limits) ->
     index = 0
     for item in items:
         if not isinstance(item, dict):
-            raise PayloadError("bad_structure", "each entry must be an object with ts and values")
+            raise payload_error("bad_structure", "payload.entry")
         claimed = item.get("sensor")
         if claimed is not None and claimed != sensor:
-            raise PayloadError(
+            raise payload_error(
                 "sensor_mismatch",
-                f"payload names sensor {claimed!r} but the topic names {sensor!r}",
+                "payload.sensor_mismatch",
+                claimed=repr(claimed)[:80],
+                sensor=repr(sensor),
             )
         values = item.get("values")
         if not isinstance(values, dict) or not values:
-            raise PayloadError(
-                "bad_structure", 'each entry needs a non-empty "values" object of metric: number'
-            )
+            raise payload_error("bad_structure", "payload.values")
         ts = item.get("ts")
         if ts is None:
             t = now
@@ -249,7 +281,7 @@ def _decode_native(sensor: str, items: list[Any], now: float, limits: Limits) ->
                 t = parse_time(ts, now=now)
             except ValueError as exc:
                 for _ in values:
-                    out.rejections.append(Rejection("bad_timestamp", str(exc), index))
+                    out.rejections.append(_time_rejection(exc, index))
                     index += 1
                 continue
         for metric, value in values.items():
@@ -266,63 +298,66 @@ def _decode_senml(sensor: str, records: list[Any], now: float, limits: Limits) -
     bn, bt, bu, bv = "", 0.0, "", 0.0
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise PayloadError("bad_structure", f"SenML record {i} is not an object")
+            raise payload_error("bad_structure", "senml.record", index=str(i))
         if "bn" in rec:
             if not isinstance(rec["bn"], str):
-                raise PayloadError("bad_structure", "SenML bn must be a string")
+                raise payload_error("bad_structure", "senml.bn")
             bn = rec["bn"]
         if "bt" in rec:
             if isinstance(rec["bt"], bool) or not isinstance(rec["bt"], int | float):
-                raise PayloadError("bad_structure", "SenML bt must be a number")
+                raise payload_error("bad_structure", "senml.bt")
             try:
                 bt = float(rec["bt"])
             except OverflowError:
-                raise PayloadError("bad_timestamp", "SenML bt is out of range") from None
+                raise payload_error("bad_timestamp", "senml.bt_range") from None
         if "bu" in rec:
             bu = str(rec["bu"])
         if "bv" in rec:
             if isinstance(rec["bv"], bool) or not isinstance(rec["bv"], int | float):
-                raise PayloadError("bad_structure", "SenML bv must be a number")
+                raise payload_error("bad_structure", "senml.bv")
             try:
                 bv = float(rec["bv"])
             except OverflowError:
-                raise PayloadError("out_of_range", "SenML bv is too large for a number") from None
+                raise payload_error("out_of_range", "senml.bv_range") from None
         if "n" not in rec and "v" not in rec and ("vs" not in rec and "vb" not in rec):
             continue  # a record carrying base fields only
         name = bn + str(rec.get("n", ""))
         ref, _, metric = _split_senml_name(name)
         if ref and not _sensor_ref_matches(ref, sensor):
-            raise PayloadError(
-                "sensor_mismatch", f"SenML name {name!r} names another sensor than {sensor!r}"
+            raise payload_error(
+                "sensor_mismatch",
+                "senml.sensor_mismatch",
+                name=repr(name)[:80],
+                sensor=repr(sensor),
             )
         t_rel = rec.get("t", 0.0)
         if isinstance(t_rel, bool) or not isinstance(t_rel, int | float):
-            out.rejections.append(
-                Rejection("bad_timestamp", f"SenML t {t_rel!r} is not a number", i)
-            )
+            out.rejections.append(_rej("bad_timestamp", "senml.t", i, value=repr(t_rel)[:40]))
             continue
         try:
             t = bt + float(t_rel)
         except OverflowError:  # an integer beyond any float
             t = math.inf
         if not math.isfinite(t):
-            out.rejections.append(Rejection("bad_timestamp", "SenML time is not finite", i))
+            out.rejections.append(_rej("bad_timestamp", "senml.time", i))
             continue
         if t < _SENML_REL:
             t = now + t
         if "v" not in rec:
-            out.rejections.append(
-                Rejection("wrong_type", f"{metric}: only numeric SenML values (v) are accepted", i)
-            )
+            out.rejections.append(_rej("wrong_type", "senml.not_numeric", i, metric=metric))
             continue
         unit = rec.get("u", bu)
         m = METRICS.get(metric)
         if unit and m is not None and unit not in m.senml_units and unit != m.unit:
             out.rejections.append(
-                Rejection(
+                _rej(
                     "unit_mismatch",
-                    f"{metric} unit {unit!r} is not {m.unit!r} (SenML: {', '.join(m.senml_units)})",
+                    "senml.unit",
                     i,
+                    metric=metric,
+                    unit=repr(unit)[:40],
+                    expected=repr(m.unit),
+                    units=", ".join(m.senml_units),
                 )
             )
             continue
@@ -331,7 +366,7 @@ def _decode_senml(sensor: str, records: list[Any], now: float, limits: Limits) -
             v = bv + v
         _entry(out, sensor, t, metric, v, now, limits, i)
     if not out.readings and not out.rejections:
-        raise PayloadError("empty", "SenML pack holds no records")
+        raise payload_error("empty", "senml.empty")
     return out
 
 
@@ -456,15 +491,15 @@ def _decode_fiware_one(
     out: Decoded, sensor: str, item: Any, now: float, limits: Limits, base: int | None
 ) -> None:
     if not isinstance(item, dict):
-        raise PayloadError("bad_structure", "each FIWARE entity must be an object")
+        raise payload_error("bad_structure", "fiware.entity")
     ftype = item.get("type")
     attrs = FIWARE_ATTRS.get(str(ftype))
     if attrs is None:
-        raise PayloadError("bad_structure", f"unsupported FIWARE type {ftype!r}")
+        raise payload_error("bad_structure", "fiware.type", type=repr(ftype)[:80])
     eid = item.get("id")
     if eid is not None and (not isinstance(eid, str) or not _sensor_ref_matches(eid, sensor)):
-        raise PayloadError(
-            "sensor_mismatch", f"FIWARE id {eid!r} does not end with the topic's sensor {sensor!r}"
+        raise payload_error(
+            "sensor_mismatch", "fiware.sensor_mismatch", id=repr(eid)[:80], sensor=repr(sensor)
         )
     ts = _ngsi_value(item.get("dateObserved"))
     prefix = 0 if base is None else base * 1000
@@ -474,7 +509,7 @@ def _decode_fiware_one(
         try:
             t = parse_time(ts, now=now)
         except ValueError as exc:
-            out.rejections.append(Rejection("bad_timestamp", str(exc), prefix))
+            out.rejections.append(_time_rejection(exc, prefix))
             return
     for j, (key, raw) in enumerate(item.items()):
         if key in FIWARE_DESCRIPTIVE:
@@ -482,9 +517,7 @@ def _decode_fiware_one(
         mapped = attrs.get(key)
         if mapped is None:
             out.rejections.append(
-                Rejection(
-                    "unknown_metric", f"{ftype} attribute {key!r} is not supported", prefix + j
-                )
+                _rej("unknown_metric", "fiware.attribute", prefix + j, type=ftype, name=repr(key))
             )
             continue
         metric, scale = mapped
@@ -510,23 +543,26 @@ def decode_meta(kind: SensorKind, sensor: str, payload: bytes) -> Sensor | None:
     if not payload.strip():
         return None
     if len(payload) > 64 * 1024:
-        raise PayloadError("oversized", "meta payload exceeds 64 KiB")
+        raise payload_error("oversized", "meta.oversized")
     doc = _loads(payload)
     if not isinstance(doc, dict):
-        raise PayloadError("bad_meta", "meta payload must be a JSON object")
+        raise payload_error("bad_meta", "meta.object")
     claimed = doc.get("id", doc.get("sensor"))
     if claimed is not None and claimed != sensor:
-        raise PayloadError(
-            "sensor_mismatch", f"meta names {claimed!r} but the topic names {sensor!r}"
+        raise payload_error(
+            "sensor_mismatch",
+            "meta.sensor_mismatch",
+            claimed=repr(claimed)[:80],
+            sensor=repr(sensor),
         )
     if "kind" in doc and doc["kind"] != kind.value:
-        raise PayloadError("bad_meta", f"meta kind {doc['kind']!r} differs from topic kind {kind}")
+        raise payload_error("bad_meta", "meta.kind", claimed=repr(doc["kind"])[:80], kind=str(kind))
     metrics = doc.get("metrics", [])
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
-        raise PayloadError("bad_meta", "meta metrics must be a list of metric names")
+        raise payload_error("bad_meta", "meta.metrics")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise PayloadError("unknown_metric", f"meta lists unknown metrics: {', '.join(unknown)}")
+        raise payload_error("unknown_metric", "meta.unknown_metrics", metrics=", ".join(unknown))
     known = {"id", "sensor", "kind", "name", "lat", "lon", "area", "metrics", "interval_s"}
     try:
         return Sensor(
@@ -541,7 +577,7 @@ def decode_meta(kind: SensorKind, sensor: str, payload: bytes) -> Sensor | None:
             attributes={k: v for k, v in doc.items() if k not in known},
         )
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
-        raise PayloadError("bad_meta", f"meta is invalid: {exc}".replace("\n", " ")) from None
+        raise payload_error("bad_meta", "meta.invalid", error=str(exc).replace("\n", " ")) from None
 
 
 def decode_status(payload: bytes, *, now: float | None = None) -> tuple[DeviceStatus, float]:
@@ -552,18 +588,21 @@ def decode_status(payload: bytes, *, now: float | None = None) -> tuple[DeviceSt
     if text in (b"online", b"offline"):
         return DeviceStatus(text.decode()), now
     if len(payload) > 4096:
-        raise PayloadError("oversized", "status payload exceeds 4 KiB")
+        raise payload_error("oversized", "status.oversized")
     doc = _loads(payload)
     if isinstance(doc, str) and doc in ("online", "offline"):
         return DeviceStatus(doc), now
     if not isinstance(doc, dict) or doc.get("status") not in ("online", "offline"):
-        raise PayloadError("bad_status", 'status must be "online", "offline" or {"status": ...}')
+        raise payload_error("bad_status", "status.invalid", example='{"status": ...}')
     t = now
     if doc.get("ts") is not None:
         try:
             t = parse_time(doc["ts"], now=now)
         except ValueError as exc:
-            raise PayloadError("bad_timestamp", str(exc)) from None
+            rej = _time_rejection(exc, None)
+            raise PayloadError(
+                "bad_timestamp", rej.detail, key=rej.key, **(rej.fields or {})
+            ) from None
     return DeviceStatus(doc["status"]), t
 
 

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -164,3 +165,25 @@ def number(value: float | int, lang: Lang, digits: int = 1) -> str:
 def when(moment: datetime, lang: Lang) -> str:
     """``moment`` in Hanoi time, as ``lang`` writes a date and time."""
     return format_datetime(moment, _DATE_FORMAT[lang], tzinfo=LOCAL_TZ, locale=lang)
+
+
+def message(lang: Lang, msgid: str, fields: Mapping[str, object] | None = None) -> str:
+    """A stored message (its id and fields, as a dead letter keeps them) in ``lang``.
+
+    Numbers are written the way ``lang`` writes them; a field that is itself a stored
+    message (``{"key": ..., "fields": {...}}``) is rendered in ``lang`` too.
+    """
+    if not fields:
+        return text(lang, msgid)
+    return text(lang, msgid, **{k: _field(lang, v) for k, v in fields.items()})
+
+
+def _field(lang: Lang, value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return number(value, lang, digits=6)
+    if isinstance(value, Mapping) and isinstance(value.get("key"), str):
+        inner = value.get("fields")
+        return message(lang, value["key"], inner if isinstance(inner, Mapping) else None)
+    return value

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.errors import TopicError
+from core.i18n import message
 from core.types import SensorKind, Severity
 
 PREFIX = "ioc/v1"
@@ -37,9 +38,14 @@ _KINDS = {k.value: k for k in SensorKind}
 _CHANNELS = {c.value: c for c in Channel}
 
 
+def _topic_error(key: str, **fields: str) -> TopicError:
+    """A ``TopicError`` whose text is the catalogue's ``key`` (English as its message)."""
+    return TopicError(message("en", key, fields), key=key, **fields)
+
+
 def sensor_topic(kind: SensorKind | str, sensor: str, channel: Channel | str) -> str:
     if not SENSOR_ID_RE.match(sensor):
-        raise TopicError(f"invalid sensor id {sensor!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        raise _topic_error("topic.sensor_id", sensor=repr(sensor)[:80])
     return f"{PREFIX}/{SensorKind(kind).value}/{sensor}/{Channel(channel).value}"
 
 
@@ -86,13 +92,13 @@ def parse_sensor_topic(topic: str) -> SensorTopic:
     """Split ``ioc/v1/<kind>/<sensor>/<channel>``; raise ``TopicError`` if it is not one."""
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "ioc" or parts[1] != "v1":
-        raise TopicError(f"topic {topic!r} is not of the form ioc/v1/<kind>/<sensor_id>/<channel>")
+        raise _topic_error("topic.form", topic=repr(topic)[:200])
     kind = _KINDS.get(parts[2])
     if kind is None:
-        raise TopicError(f"unknown sensor kind {parts[2]!r} in topic; known: {', '.join(_KINDS)}")
+        raise _topic_error("topic.kind", kind=repr(parts[2])[:80], known=", ".join(_KINDS))
     if not SENSOR_ID_RE.match(parts[3]):
-        raise TopicError(f"invalid sensor id {parts[3]!r} in topic")
+        raise _topic_error("topic.sensor", sensor=repr(parts[3])[:80])
     channel = _CHANNELS.get(parts[4])
     if channel is None:
-        raise TopicError(f"unknown channel {parts[4]!r}; expected data, meta or status")
+        raise _topic_error("topic.channel", channel=repr(parts[4])[:80])
     return SensorTopic(kind, parts[3], channel)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.codecs import Limits, Rejection, decode_meta, decode_status
+from core.codecs import Limits, Rejection, decode_meta, decode_status, payload_error
 from core.columnar import Columns, decode_columns
 from core.errors import PayloadError, TopicError
+from core.i18n import message
 from core.topics import parse_sensor_topic
 from core.types import DeviceStatus, Sensor, SensorKind
 
@@ -56,7 +59,7 @@ def decode_message(
         try:
             st = parse_sensor_topic(topic)
         except TopicError as exc:
-            msg.error = PayloadError("bad_topic", str(exc))
+            msg.error = PayloadError("bad_topic", str(exc), key=exc.key, **exc.fields)
             return msg
         if len(_topics) >= _MAX_TOPICS:
             _topics.clear()
@@ -68,7 +71,7 @@ def decode_message(
             msg.cols, msg.rejections = decode_columns(sensor, payload, now, limits)
         elif channel == "meta":
             if b"\\u0000" in payload:
-                raise PayloadError("bad_meta", "meta holds a NUL character (\\u0000)")
+                raise payload_error("bad_meta", "meta.nul")
             msg.meta = decode_meta(kind, sensor, payload)
         else:
             status = decode_status(payload, now=now)
@@ -78,17 +81,16 @@ def decode_message(
         # a fresh error without the traceback: the raised one's frames hold ``msg`` and the
         # payload in a reference cycle, which kept megabytes alive until the next full
         # collection (the ingestor collects rarely, see ``tune_gc``)
-        msg.error = PayloadError(exc.reason, exc.detail)
+        msg.error = PayloadError(exc.reason, exc.detail, key=exc.key, **exc.fields)
     return msg
 
 
 def _check_status_time(t: float, now: float, limits: Limits) -> None:
     if t > now + limits.max_future_skew_s:
-        raise PayloadError("timestamp_future", f"status time is {t - now:.0f} s in the future")
+        raise payload_error("timestamp_future", "status.future", seconds=round(t - now))
     if t < now - limits.max_age_s:
-        raise PayloadError(
-            "timestamp_too_old",
-            f"status time is older than the accepted {limits.max_age_s / 86400:.0f} days",
+        raise payload_error(
+            "timestamp_too_old", "status.too_old", days=round(limits.max_age_s / 86400)
         )
 
 
@@ -104,10 +106,40 @@ class DeadLetter:
     rejected: list[dict[str, Any]] | None
     accepted: int
     counted: tuple[str, ...]  # rejection reasons, one per rejected entry (for the counters)
+    # ``reason`` as a catalogue id and its fields, so that it reads in any language (None for
+    # a reason that has no catalogue text)
+    detail_key: str | None = None
+    detail_fields: dict[str, Any] | None = None
 
 
 def _clean(text: str) -> str:
     return text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as jsonb holds it: no NUL in text, no NaN or infinity in numbers."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _text(key: str | None, fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A catalogue text as a dead letter stores it (``{}`` when there is none)."""
+    if key is None:
+        return {}
+    return {"key": key, "fields": _plain(dict(fields or {}))}
+
+
+def _entry(r: Rejection) -> dict[str, Any]:
+    return {"index": r.index, "reason": r.reason, "detail": _clean(r.detail)} | _text(
+        r.key, r.fields
+    )
 
 
 def dead_letter_of(msg: Inbound, *, unknown_sensor: bool = False) -> DeadLetter | None:
@@ -115,24 +147,42 @@ def dead_letter_of(msg: Inbound, *, unknown_sensor: bool = False) -> DeadLetter 
     if msg.error is None and not msg.rejections and not unknown_sensor:
         return None
     at = datetime.fromtimestamp(msg.received, UTC)
-    rejected = (
-        [{"index": r.index, "reason": r.reason, "detail": _clean(r.detail)} for r in msg.rejections]
-        if msg.rejections
-        else None
-    )
+    rejected = [_entry(r) for r in msg.rejections] if msg.rejections else None
     reasons = tuple(r.reason for r in msg.rejections)
     topic = _clean(msg.topic)
     if msg.error is not None:
+        err = msg.error
+        said = _text(err.key, err.fields)
         return DeadLetter(
-            at, topic, msg.payload, msg.error.reason, _clean(msg.error.detail), None, 0, ()
+            at,
+            topic,
+            msg.payload,
+            err.reason,
+            _clean(err.detail),
+            None,
+            0,
+            (),
+            detail_key=said.get("key"),
+            detail_fields=said.get("fields"),
         )
     if unknown_sensor:
-        reason = (
-            f"sensor {msg.sensor!r} is not registered: publish its retained meta on"
-            f" ioc/v1/{msg.kind}/{msg.sensor}/meta first, register it through the API, or"
-            " set IOC_INGEST_UNKNOWN_SENSORS=register"
+        said = _text(
+            "deadletter.unknown_sensor",
+            {"sensor": repr(msg.sensor), "kind": str(msg.kind), "id": msg.sensor},
         )
-        return DeadLetter(at, topic, msg.payload, "unknown_sensor", reason, rejected, 0, reasons)
+        reason = message("en", said["key"], said["fields"])
+        return DeadLetter(
+            at,
+            topic,
+            msg.payload,
+            "unknown_sensor",
+            reason,
+            rejected,
+            0,
+            reasons,
+            detail_key=said["key"],
+            detail_fields=said["fields"],
+        )
     if not msg.rejections:
         return None
     accepted = msg.rows
@@ -142,7 +192,25 @@ def dead_letter_of(msg: Inbound, *, unknown_sensor: bool = False) -> DeadLetter 
         counts[r.reason] = counts.get(r.reason, 0) + 1
     summary = ", ".join(f"{k} ({v})" for k, v in counts.items())
     first = msg.rejections[0]
-    reason = f"{len(msg.rejections)} of {total} entries rejected: {summary}; first: {first.detail}"
+    said = _text(
+        "deadletter.pack",
+        {
+            "rejected": len(msg.rejections),
+            "total": total,
+            "summary": summary,
+            "first": _text(first.key, first.fields) or first.detail,
+        },
+    )
+    reason = message("en", said["key"], said["fields"])
     return DeadLetter(
-        at, topic, msg.payload, first.reason, _clean(reason), rejected, accepted, reasons
+        at,
+        topic,
+        msg.payload,
+        first.reason,
+        _clean(reason),
+        rejected,
+        accepted,
+        reasons,
+        detail_key=said["key"],
+        detail_fields=said["fields"],
     )

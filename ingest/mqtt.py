@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.brokers import BrokerNodes, follow
-from core.errors import PayloadError
+from core.codecs import payload_error
 from core.topics import ALL_DATA, ALL_META, ALL_STATUS, shared
 from ingest.config import IngestSettings
 from ingest.inbound import Inbound, decode_message
@@ -306,5 +306,5 @@ class Consumer:
                 payload,
                 now,
                 "bad",
-                error=PayloadError("internal_error", f"the ingestor failed on it: {exc!r}"),
+                error=payload_error("internal_error", "payload.internal_error", error=repr(exc)),
             )

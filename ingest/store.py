@@ -236,7 +236,7 @@ def store_dead_letters(conn: Conn, dead: list[DeadLetter], max_bytes: int) -> No
         return
     with conn.cursor().copy(
         "COPY dead_letters (received_at, topic, payload, code, reason, rejected, accepted,"
-        " payload_size, payload_sha256) FROM STDIN"
+        " payload_size, payload_sha256, reason_key, reason_fields) FROM STDIN"
     ) as cp:
         for d in dead:
             payload = d.payload
@@ -251,6 +251,8 @@ def store_dead_letters(conn: Conn, dead: list[DeadLetter], max_bytes: int) -> No
                     d.accepted,
                     len(payload),
                     hashlib.sha256(payload).hexdigest(),
+                    d.detail_key,
+                    Jsonb(d.detail_fields) if d.detail_fields is not None else None,
                 )
             )
 

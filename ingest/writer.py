@@ -30,9 +30,9 @@ from typing import Any, Protocol
 
 import psycopg
 
+from core.codecs import payload_error
 from core.columnar import PG_EPOCH_S
 from core.db import maintain
-from core.errors import PayloadError
 from core.types import Sensor
 from ingest import memory
 from ingest.config import IngestSettings, UnknownSensors
@@ -322,9 +322,9 @@ class Writer:
             exc,
         )
         msg.error = (
-            PayloadError("db_rejected", f"the database refused it: {exc}".strip())
+            payload_error("db_rejected", "payload.db_rejected", error=str(exc).strip())
             if psql
-            else PayloadError("internal_error", f"the ingestor failed on it: {exc!r}")
+            else payload_error("internal_error", "payload.internal_error", error=repr(exc))
         )
         msg.channel = BAD
         msg.cols = None

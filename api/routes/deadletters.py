@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import dict_row
 from pydantic import Field
 
 from api.deps import ConnDep, DeadLetterReader
+from api.i18n import LangDep
 from api.models import DeadLetterPage, DeadLetterPublic, SensorId, TimeParam
 from api.params import DB_INT_MAX
 from api.queries import Where, like_pattern
 from api.routes import V1
+from core.i18n import Lang, message
 
 router = APIRouter(prefix=f"{V1}/dead-letters", tags=["dead letters"])
 
@@ -28,7 +30,7 @@ _COLUMNS = f"""
     id, received_at, topic,
     CASE WHEN split_part(topic, '/', 1) = 'ioc' THEN nullif(split_part(topic, '/', 4), '')
     END AS sensor,
-    code, reason, accepted,
+    code, reason, reason_key, reason_fields, accepted,
     CASE WHEN jsonb_typeof(rejected) = 'array' THEN jsonb_array_length(rejected) ELSE 0
     END AS rejected_count,
     CASE WHEN jsonb_typeof(rejected) = 'array' THEN
@@ -50,6 +52,7 @@ _COLUMNS = f"""
 async def list_dead_letters(
     conn: ConnDep,
     user: DeadLetterReader,
+    lang: LangDep,
     code: Annotated[
         list[Code] | None,
         Query(
@@ -77,7 +80,10 @@ async def list_dead_letters(
         Query(ge=0, le=DB_INT_MAX, description="only dead letters with a higher id (to follow)"),
     ] = None,
 ) -> DeadLetterPage:
-    """Each item shows the head of its payload (``payload_preview``, at most 512 bytes) with
+    """``reason`` (and each rejected entry's ``detail``) is in the reader's language
+    (``Accept-Language``); the ``reason`` filter searches the English text.
+
+    Each item shows the head of its payload (``payload_preview``, at most 512 bytes) with
     the whole payload's size and SHA-256; the raw bytes stay in the ``dead_letters`` table."""
     where = Where()
     where.any_of("code", "code", code)
@@ -98,14 +104,34 @@ async def list_dead_letters(
         where.add("id < %(before_id)s", before_id=before_id)
     if after_id is not None:
         where.add("id > %(after_id)s", after_id=after_id)
-    async with conn.cursor(row_factory=class_row(DeadLetterPublic)) as cur:
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.SQL("SELECT {} FROM dead_letters {} ORDER BY id DESC LIMIT %(limit)s").format(
                 sql.SQL(_COLUMNS), where.sql()
             ),
             {**where.params, "limit": limit + 1},
         )
-        items = await cur.fetchall()
-    more = len(items) > limit
-    del items[limit:]
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    items = [_public(row, lang) for row in rows[:limit]]
     return DeadLetterPage(items=items, limit=limit, next_before_id=items[-1].id if more else None)
+
+
+def _public(row: dict[str, Any], lang: Lang) -> DeadLetterPublic:
+    """A row as the API shows it, its texts in ``lang`` (a row from before texts were kept
+    as message ids shows its English sentence)."""
+    key, fields = row.pop("reason_key"), row.pop("reason_fields")
+    if key is not None:
+        row["reason"] = message(lang, key, fields)
+    if row["rejected"] is not None:
+        row["rejected"] = [_entry(e, lang) for e in row["rejected"]]
+    return DeadLetterPublic(**row)
+
+
+def _entry(entry: Any, lang: Lang) -> Any:
+    if not isinstance(entry, dict) or "key" not in entry:
+        return entry
+    out = {k: v for k, v in entry.items() if k not in ("key", "fields")}
+    if isinstance(entry["key"], str):
+        out["detail"] = message(lang, entry["key"], entry.get("fields"))
+    return out

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.api import test_dashboard as dashboard
 from tests.api.test_dashboard import ADMIN, OPERATOR, WAIT_MS, ApiServer, Page
@@ -19,26 +20,40 @@ open_page_fixture = dashboard.open_page
 pytestmark = [pytest.mark.browser, pytest.mark.db]
 
 
-def _dead_letter(db: psycopg.Connection[Any], topic: str, code: str, reason: str) -> int:
+def _dead_letter(
+    db: psycopg.Connection[Any],
+    topic: str,
+    code: str,
+    reason: str,
+    key: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> int:
     row = db.execute(
-        "INSERT INTO dead_letters (topic, payload, code, reason, payload_size)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (topic, b'{"values": {"pm25": -3}}', code, reason, 24),
+        "INSERT INTO dead_letters (topic, payload, code, reason, payload_size, reason_key,"
+        " reason_fields) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (topic, b'{"values": {"pm25": -3}}', code, reason, 24, key, Jsonb(fields)),
     ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 @pytest.mark.parametrize(
-    ("locale", "button", "code_word", "shown"),
+    ("locale", "button", "code_word", "reason", "shown"),
     [
         (
             "vi-VN",
             "Bản tin bị từ chối trong giờ qua: 2",
             "Ngoài khoảng vật lý",
+            "pm25 = -3 µg/m³ nằm ngoài khoảng vật lý 0..1.000",
             "2 bản tin, mới nhất trước",
         ),
-        ("en-GB", "Dead letters in the last hour: 2", "Out of range", "2 messages, newest first"),
+        (
+            "en-GB",
+            "Dead letters in the last hour: 2",
+            "Out of range",
+            "pm25 = -3 µg/m³ is outside the physical range 0..1,000",
+            "2 messages, newest first",
+        ),
     ],
 )
 def test_engineers_read_dead_letters_in_their_language(
@@ -48,13 +63,20 @@ def test_engineers_read_dead_letters_in_their_language(
     locale: str,
     button: str,
     code_word: str,
+    reason: str,
     shown: str,
 ) -> None:
     api = api_fixture
     bad = _dead_letter(
-        db, "ioc/v1/air_quality/aq-hk-01/data", "out_of_range", "pm25 -3 is below 0..1000"
+        db,
+        "ioc/v1/air_quality/aq-hk-01/data",
+        "out_of_range",
+        "pm25 = -3 µg/m³ is outside the physical range 0..1,000",
+        "payload.value.out_of_range",
+        {"metric": "pm25", "value": -3, "unit": "µg/m³", "low": 0, "high": 1000},
     )
-    _dead_letter(db, "ioc/v1/weather/ws-01/data", "malformed_json", "not JSON at byte 3")
+    # a row from before reasons were kept as message ids reads as it was stored
+    old = _dead_letter(db, "ioc/v1/weather/ws-01/data", "malformed_json", "not JSON at byte 3")
 
     # an operator has no such panel
     op = open_page_fixture(locale=locale)
@@ -74,7 +96,8 @@ def test_engineers_read_dead_letters_in_their_language(
     row = page.locator(f"#dl-rows tr[data-dl-id='{bad}']")
     row.wait_for(timeout=WAIT_MS)
     text = row.inner_text()
-    assert code_word in text and "aq-hk-01" in text and "pm25 -3 is below 0..1000" in text
+    assert code_word in text and "aq-hk-01" in text and reason in text
+    assert "not JSON at byte 3" in page.locator(f"#dl-rows tr[data-dl-id='{old}']").inner_text()
     assert '{"values": {"pm25": -3}}' in text
     assert page.inner_text("#dl-foot") == shown
     # the open panel passes axe-core too (no serious or critical violation)

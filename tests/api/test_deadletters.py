@@ -6,6 +6,7 @@ import hashlib
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from api.deadletters_tail import DeadLetterTail, follow
+from ingest.config import IngestSettings
 from tests.api.conftest import LiveApi, auth
+from tests.ingest.conftest import count, publish, running, wait_for
 
 pytestmark = pytest.mark.db
 
@@ -178,3 +181,74 @@ def _wait(pred: Callable[[], bool], timeout: float = 15.0) -> None:
     while not pred():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_an_ingested_dead_letter_reads_in_the_readers_language(
+    live_api: LiveApi, tokens: dict[str, str], db_url: str, mqtt_url: str
+) -> None:
+    """A hostile pack goes through the real ingestor; the API, and ``ioc deadletters tail``
+    through it, give its reason and its entries' details in Vietnamese or English."""
+    sensor = f"dl-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO sensors (id, kind, metrics) VALUES (%s, 'air_quality', '{pm25}')",
+            (sensor,),
+        )
+    topic = f"ioc/v1/air_quality/{sensor}/data"
+    hostile = b'[{"values": {"pm25": 12}}, {"values": {"pm25": -3.5, "pm10": "\\u0000<b>"}}]'
+    settings = IngestSettings(
+        mqtt_url=mqtt_url,  # type: ignore[arg-type]
+        database_url=db_url,  # type: ignore[arg-type]
+        ingest_metrics_port=0,
+        ingest_client_id=f"ingest-dl-{sensor}",
+        ingest_batch_interval_ms=50,
+        ingest_session_expiry_s=60,
+    )
+    with running(settings):
+        publish(mqtt_url, [(topic, hostile)])
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM dead_letters WHERE topic = %s", topic))
+
+    def read(lang: str) -> dict[str, Any]:
+        r = httpx.get(
+            f"{live_api.url}/api/v1/dead-letters",
+            params={"sensor": sensor},
+            headers={**auth(tokens["engineer"]), "Accept-Language": lang},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-language"] == lang
+        [item] = r.json()["items"]
+        return dict(item)
+
+    vi, en = read("vi"), read("en")
+    assert vi["code"] == en["code"] == "out_of_range" and vi["accepted"] == 1
+    assert en["reason"] == (
+        "2 of 3 entries rejected: out_of_range (1), wrong_type (1); first: pm25 = -3.5 µg/m³"
+        " is outside the physical range 0..1,000"
+    )
+    assert vi["reason"] == (
+        "2 trên 3 mục bị từ chối: out_of_range (1), wrong_type (1); mục đầu: pm25 = -3,5 µg/m³"
+        " nằm ngoài khoảng vật lý 0..1.000"
+    )
+    assert [e["detail"] for e in vi["rejected"]] == [
+        "pm25 = -3,5 µg/m³ nằm ngoài khoảng vật lý 0..1.000",
+        "pm10 phải là số, nhận được '\\x00<b>'",
+    ]
+    assert en["rejected"][1] == {
+        "index": 2,
+        "reason": "wrong_type",
+        "detail": "pm10 must be a number, got '\\x00<b>'",
+    }
+    # the command line asks the API in its own language
+    for lang, words in (("vi", "mục bị từ chối"), ("en", "entries rejected")):
+        lines: list[str] = []
+        stop = threading.Event()
+        opts = DeadLetterTail(
+            live_api.url, tokens["engineer"], sensor=[sensor], lang=lang, interval_s=0.2
+        )
+        worker = threading.Thread(target=follow, args=(opts, lines.append, lambda s: None, stop))
+        worker.start()
+        try:
+            wait_for(lambda w=words, seen=lines: any(w in x for x in seen), timeout=10)
+        finally:
+            stop.set()
+            worker.join(10)

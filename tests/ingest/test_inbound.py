@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from core.codecs import DEFAULT_LIMITS, encode_fiware, encode_native, encode_senml
+from core.i18n import message
 from core.types import DeviceStatus, SensorKind
 from ingest.inbound import Inbound, dead_letter_of, decode_message
 
@@ -78,12 +79,39 @@ def test_partly_bad_pack_keeps_the_good_entries() -> None:
     dl = dead_letter_of(msg)
     assert dl is not None and dl.rejected is not None
     assert dl.code == "out_of_range" and dl.accepted == 2
-    assert dl.rejected == [
-        {"index": 1, "reason": "out_of_range", "detail": dl.rejected[0]["detail"]},
-        {"index": 2, "reason": "wrong_type", "detail": dl.rejected[1]["detail"]},
+    assert [(e["index"], e["reason"], e["key"]) for e in dl.rejected] == [
+        (1, "out_of_range", "payload.value.out_of_range"),
+        (2, "wrong_type", "payload.value.type"),
     ]
+    assert dl.rejected[0]["fields"] == {
+        "metric": "pm10",
+        "value": 5000.0,
+        "unit": "µg/m³",
+        "low": 0,
+        "high": 2000,
+    }
     assert "2 of 4 entries rejected" in dl.reason
     assert dl.counted == ("out_of_range", "wrong_type")
+    # the reason is kept as a message id and fields too, and reads in either language
+    assert dl.detail_key == "deadletter.pack" and dl.detail_fields is not None
+    assert message("en", dl.detail_key, dl.detail_fields) == dl.reason
+    assert message("vi", dl.detail_key, dl.detail_fields) == (
+        "2 trên 4 mục bị từ chối: out_of_range (1), wrong_type (1); mục đầu: pm10 = 5.000 µg/m³"
+        " nằm ngoài khoảng vật lý 0..2.000"
+    )
+
+
+def test_dead_letter_fields_are_plain_json() -> None:
+    """NaN, infinity and NUL cannot be stored in jsonb: the fields hold them as text."""
+    msg = decode("ioc/v1/air_quality/aq-1/data", b'{"values": {"pm25": NaN, "pm10": 5}}')
+    dl = dead_letter_of(msg)
+    assert dl is not None and dl.rejected is not None and dl.detail_fields is not None
+    assert dl.rejected[0]["fields"] == {"metric": "pm25", "value": "nan"}
+    bad = decode("ioc/v1/air_quality/aq-1/data", rb'{"sensor": "x\u0000", "values": {"pm25": 5}}')
+    dl = dead_letter_of(bad)
+    assert dl is not None and dl.detail_key == "payload.sensor_mismatch"
+    assert dl.detail_fields is not None and "\x00" not in str(dl.detail_fields)
+    assert "\x00" not in message("vi", dl.detail_key, dl.detail_fields)
 
 
 def test_unknown_sensor_dead_letter_says_what_to_do() -> None:
