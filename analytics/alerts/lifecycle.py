@@ -18,6 +18,9 @@
 * The triggers in ``core/migrations/0001_core.sql`` write ``alert_events`` and
   ``NOTIFY ioc_alerts``; every committed change is also returned to the caller
   (the service publishes it on MQTT).
+
+The statements themselves are in ``analytics.alerts.writes``; this module decides which
+one a signal calls for.
 """
 
 from __future__ import annotations
@@ -26,35 +29,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
+from analytics.alerts import writes
 from analytics.alerts.records import Change, Tracked
-from analytics.alerts.records import clean_json as _clean
-from analytics.alerts.records import finite as _finite
 from analytics.alerts.spatial import Upgrade
+from analytics.alerts.writes import Key
 from analytics.engine.base import Signal
 from core.events import AlertAction
-from core.metrics import METRICS
 from core.types import AlertClass, AlertStatus, Sensor, SensorKind, Severity
 
 logger = logging.getLogger(__name__)
-
-Key = tuple[str, str, str]  # sensor, metric, rule
-_COLUMNS = (
-    "id, sensor, metric, rule, detector, kind, alert_class, severity, status, message, value,"
-    " expected_low, expected_high, score, evidence, lat, lon, area, opened_at, updated_at,"
-    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, occurrences, suppressed_by,"
-    " shelved_until, shelved_by"
-)
-
-
-def _ts(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
 
 
 @dataclass(slots=True)
@@ -97,33 +84,21 @@ class Lifecycle:
         """Read our active alerts and recent resolutions (start-up, after a database error)."""
         self.active.clear()
         self.recently_resolved.clear()
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT id, sensor, metric, rule, status, severity, alert_class, evidence,"
-                " extract(epoch FROM updated_at) AS t FROM alerts WHERE status <> 'resolved'"
+        for r in writes.active_rows(self.conn):
+            if not self.owns(r["sensor"]):
+                continue
+            self.active[(r["sensor"], r["metric"], r["rule"])] = Tracked(
+                id=r["id"],
+                status=AlertStatus(r["status"]),
+                severity=Severity(r["severity"]),
+                alert_class=AlertClass(r["alert_class"]),
+                spatial="corroboration" in (r["evidence"] or {}),
+                last_signal=float(r["t"]),
             )
-            for r in cur:
-                if not self.owns(r["sensor"]):
-                    continue
-                self.active[(r["sensor"], r["metric"], r["rule"])] = Tracked(
-                    id=r["id"],
-                    status=AlertStatus(r["status"]),
-                    severity=Severity(r["severity"]),
-                    alert_class=AlertClass(r["alert_class"]),
-                    spatial="corroboration" in (r["evidence"] or {}),
-                    last_signal=float(r["t"]),
-                )
-            cur.execute(
-                "SELECT DISTINCT ON (sensor, metric, rule) id, sensor, metric, rule,"
-                " extract(epoch FROM resolved_at) AS t FROM alerts"
-                " WHERE status = 'resolved' AND resolved_at > %s"
-                " ORDER BY sensor, metric, rule, resolved_at DESC",
-                (_ts(now - self.cooldown_s),),
-            )
-            for r in cur:
-                key = (r["sensor"], r["metric"], r["rule"])
-                if self.owns(r["sensor"]) and key not in self.active:
-                    self.recently_resolved[key] = (r["id"], float(r["t"]))
+        for r in writes.resolved_rows(self.conn, now - self.cooldown_s):
+            key = (r["sensor"], r["metric"], r["rule"])
+            if self.owns(r["sensor"]) and key not in self.active:
+                self.recently_resolved[key] = (r["id"], float(r["t"]))
         self.suppressed &= set(self.active) | set(self.recently_resolved)
         logger.info(
             "lifecycle: %d active alerts, %d recently resolved",
@@ -136,11 +111,8 @@ class Lifecycle:
         if not self.active:
             return
         ids = {t.id: k for k, t in self.active.items()}
-        rows = self.conn.execute(
-            "SELECT id, status FROM alerts WHERE id = ANY(%s)", (list(ids),)
-        ).fetchall()
         seen = set()
-        for aid, status in rows:
+        for aid, status in writes.statuses(self.conn, list(ids)):
             seen.add(aid)
             key = ids[aid]
             if status == AlertStatus.RESOLVED:
@@ -217,11 +189,7 @@ class Lifecycle:
                 continue
             if tracked.alert_class is not AlertClass.PROBABLE_FAULT:
                 continue
-            row = self._returning(
-                "UPDATE alerts SET alert_class = 'incident', evidence = evidence || %s,"
-                " updated_at = %s WHERE id = %s AND status <> 'resolved' RETURNING " + _COLUMNS,
-                (Jsonb(up.evidence), _ts(up.time), tracked.id),
-            )
+            row = writes.upgrade(self.conn, tracked.id, up.evidence, up.time)
             if row is None:
                 self._operator_resolved(key)
                 continue
@@ -229,85 +197,15 @@ class Lifecycle:
             tracked.last_write = self.monotonic()
             plan.changes.append(Change.of(AlertAction.UPDATED, row))
 
-    # -- the statements ------------------------------------------------------------------
-
-    def _returning(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql.encode(), params)
-            return cur.fetchone()
+    # -- the writes ------------------------------------------------------------------------
 
     def _fields(self, sig: Signal) -> dict[str, Any]:
-        meta = self.sensors(sig.sensor)
-        kind = meta.kind if meta else (self.kinds(sig.sensor) or SensorKind.GENERIC)
-        unit = METRICS[sig.metric].unit if sig.metric in METRICS else ""
-        place = ""
-        if meta is not None:
-            name = meta.name or meta.id
-            place = f"{name} ({meta.area})" if meta.area and meta.area not in name else name
-        else:
-            place = sig.sensor
-        message = f"{place}: {sig.message}" if sig.message else f"{place}: {sig.metric} {sig.rule}"
-        evidence = {
-            **sig.evidence,
-            "value": sig.value,
-            "unit": unit,
-            "expected_low": sig.expected_low,
-            "expected_high": sig.expected_high,
-            "score": sig.score,
-            "detector": sig.detector,
-            "reading_time": _ts(sig.time).isoformat(),
-        }
-        return {
-            "detector": sig.detector,
-            "kind": str(kind),
-            "alert_class": str(sig.alert_class or AlertClass.PROBABLE_FAULT),
-            "severity": str(sig.severity),
-            "message": message,
-            "value": _finite(sig.value),
-            "expected_low": _finite(sig.expected_low),
-            "expected_high": _finite(sig.expected_high),
-            "score": _finite(sig.score),
-            "evidence": Jsonb(_clean(evidence)),
-            "lat": meta.lat if meta else None,
-            "lon": meta.lon if meta else None,
-            "area": meta.area if meta else "",
-        }
+        return writes.signal_fields(sig, self.sensors, self.kinds)
 
     def _open(self, key: Key, sig: Signal, plan: _Plan) -> None:
-        f = self._fields(sig)
-        row = self._returning(
-            "INSERT INTO alerts (sensor, metric, rule, detector, kind, alert_class, severity,"
-            " message, value, expected_low, expected_high, score, evidence, lat, lon, area,"
-            " opened_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s, %s, %s, %s) ON CONFLICT (sensor, metric, rule)"
-            " WHERE status <> 'resolved' DO NOTHING RETURNING " + _COLUMNS,
-            (
-                *key,
-                f["detector"],
-                f["kind"],
-                f["alert_class"],
-                f["severity"],
-                f["message"],
-                f["value"],
-                f["expected_low"],
-                f["expected_high"],
-                f["score"],
-                f["evidence"],
-                f["lat"],
-                f["lon"],
-                f["area"],
-                _ts(sig.time),
-                _ts(sig.time),
-            ),
-        )
+        row = writes.insert(self.conn, key, self._fields(sig), sig.time)
         if row is None:  # an active alert we did not know about: adopt it, then update it
-            with self.conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    "SELECT id, status, severity, alert_class, evidence FROM alerts"
-                    " WHERE sensor = %s AND metric = %s AND rule = %s AND status <> 'resolved'",
-                    key,
-                )
-                found = cur.fetchone()
+            found = writes.find_active(self.conn, key)
             if found is None:
                 raise psycopg.errors.SerializationFailure("alert vanished while opening")
             tracked = Tracked(
@@ -340,31 +238,7 @@ class Lifecycle:
         plan.changes.append(Change.of(action, row))
 
     def _reopen(self, key: Key, alert_id: int, sig: Signal, plan: _Plan) -> None:
-        f = self._fields(sig)
-        try:
-            with self.conn.transaction():  # a savepoint: the key may be active elsewhere
-                row = self._returning(
-                    "UPDATE alerts SET status = 'open', resolved_at = NULL, resolved_by = NULL,"
-                    " acknowledged_at = NULL, acknowledged_by = NULL,"
-                    " occurrences = occurrences + 1, severity = %s, alert_class = %s, message = %s,"
-                    " value = %s, expected_low = %s, expected_high = %s, score = %s,"
-                    " evidence = %s, updated_at = %s"
-                    " WHERE id = %s AND status = 'resolved' RETURNING " + _COLUMNS,
-                    (
-                        f["severity"],
-                        f["alert_class"],
-                        f["message"],
-                        f["value"],
-                        f["expected_low"],
-                        f["expected_high"],
-                        f["score"],
-                        f["evidence"],
-                        _ts(sig.time),
-                        alert_id,
-                    ),
-                )
-        except psycopg.errors.UniqueViolation:
-            row = None
+        row = writes.reopen(self.conn, alert_id, self._fields(sig), sig.time)
         self.recently_resolved.pop(key, None)
         if row is None:
             self._open(key, sig, plan)
@@ -382,24 +256,14 @@ class Lifecycle:
         cls = tracked.alert_class
         if sig.alert_class is AlertClass.INCIDENT and cls is AlertClass.PROBABLE_FAULT:
             cls = AlertClass.INCIDENT
-        row = self._returning(
-            "UPDATE alerts SET occurrences = occurrences + %s, severity = %s, alert_class = %s,"
-            " message = %s, value = %s, expected_low = %s, expected_high = %s, score = %s,"
-            " evidence = %s, updated_at = %s WHERE id = %s AND status <> 'resolved'"
-            " RETURNING " + _COLUMNS,
-            (
-                tracked.pending_count,
-                str(severity),
-                str(cls),
-                f["message"],
-                f["value"],
-                f["expected_low"],
-                f["expected_high"],
-                f["score"],
-                f["evidence"],
-                _ts(sig.time),
-                tracked.id,
-            ),
+        row = writes.update(
+            self.conn,
+            tracked.id,
+            f,
+            occurrences=tracked.pending_count,
+            severity=severity,
+            alert_class=str(cls),
+            at=sig.time,
         )
         if row is None:
             self._operator_resolved(key)
@@ -416,14 +280,7 @@ class Lifecycle:
         plan.changes.append(Change.of(action, row))
 
     def _resolve(self, key: Key, tracked: Tracked, now: float, note: str, plan: _Plan) -> None:
-        self.conn.execute("SELECT set_config('ioc.note', %s, true)", (note,))
-        row = self._returning(
-            "UPDATE alerts SET status = 'resolved', resolved_at = %s, resolved_by = 'system',"
-            " updated_at = %s, occurrences = occurrences + %s"
-            " WHERE id = %s AND status <> 'resolved' RETURNING " + _COLUMNS,
-            (_ts(now), _ts(now), tracked.pending_count, tracked.id),
-        )
-        self.conn.execute("SELECT set_config('ioc.note', '', true)")
+        row = writes.resolve(self.conn, tracked.id, tracked.pending_count, now, note)
         del self.active[key]
         if row is not None:
             self.recently_resolved[key] = (tracked.id, now)
