@@ -13,14 +13,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
 from core.errors import InvalidValue
 from core.metrics import METRICS
 from core.topics import SENSOR_ID_RE
-from core.types import SensorKind
+from core.types import Alert, SensorKind, UtcTime, to_utc
 
 
 def _clean(v: str) -> str:
@@ -50,12 +49,6 @@ def _clean_json(v: Any) -> Any:
 CleanStr = Annotated[str, AfterValidator(_clean)]
 
 
-def _to_utc(v: datetime) -> datetime:
-    if v.tzinfo is None:
-        raise InvalidValue("time has no time zone (add Z or +07:00)", "api.invalid.time_zone")
-    return v.astimezone(UTC)
-
-
 def _rfc3339(v: object) -> object:
     """Accept only RFC 3339 text with a zone (no epoch numbers, no NaN, no free text)."""
     if isinstance(v, datetime):
@@ -80,9 +73,9 @@ def _rfc3339(v: object) -> object:
 
 
 # Every time in and out is timezone-aware UTC, written as RFC 3339 with ``Z``.
-UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+UtcDateTime = UtcTime  # held in UTC (core.types)
 # A time given by a client: RFC 3339 text with a zone, between 1970 and 2200.
-TimeParam = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_to_utc)]
+TimeParam = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(to_utc)]
 
 SensorId = Annotated[
     str,
@@ -140,36 +133,48 @@ class LatestReading(BaseModel):
     unit: str = Field(examples=["cm"])
 
 
-class AlertPublic(BaseModel):
-    """One alert: a row of table ``alerts``."""
+ALERT_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "sensor": "wl-td-03",
+    "metric": "water_level",
+    "rule": "water_level.critical",
+    "detector": "threshold",
+    "kind": "water_level",
+    "alert_class": "threshold",
+    "severity": "critical",
+    "status": "open",
+    "message": "Water level 52 cm at Trần Duy Hưng underpass",
+    "value": 52.0,
+    "expected_low": None,
+    "expected_high": 30.0,
+    "score": None,
+    "evidence": {"threshold": 50, "neighbours": []},
+    "lat": 21.0106,
+    "lon": 105.8003,
+    "area": "Cầu Giấy",
+    "opened_at": "2026-11-22T07:30:00Z",
+    "updated_at": "2026-11-22T07:35:00Z",
+    "acknowledged_at": None,
+    "acknowledged_by": None,
+    "resolved_at": None,
+    "resolved_by": None,
+    "occurrences": 3,
+    "suppressed_by": None,
+    "shelved_until": None,
+    "shelved_by": None,
+}
 
-    id: int = Field(examples=[42])
-    sensor: str = Field(examples=["wl-td-03"])
-    metric: str = Field(examples=["water_level"])
-    rule: str = Field(examples=["water_level.critical"])
-    detector: str = Field(examples=["threshold"])
-    kind: str = Field(examples=["water_level"])
-    alert_class: str = Field(
-        description="incident, probable_fault, threshold or device", examples=["threshold"]
+
+class AlertPublic(Alert):
+    """One alert: a row of table ``alerts``, as ``core.types.Alert`` (the contract analytics
+    writes and the MQTT publisher sends) plus the API's columns of maintenance and shelving."""
+
+    model_config = ConfigDict(
+        frozen=False,  # the message is rendered in the reader's language
+        json_schema_serialization_defaults_required=True,  # every field is always sent
+        json_schema_extra={"examples": [ALERT_EXAMPLE]},
     )
-    severity: str = Field(description="info, warning or critical", examples=["critical"])
-    status: str = Field(description="open, acknowledged or resolved", examples=["open"])
-    message: str = Field(examples=["Water level 52 cm at Trần Duy Hưng underpass"])
-    value: float | None = Field(examples=[52.0])
-    expected_low: float | None = Field(examples=[None])
-    expected_high: float | None = Field(examples=[30.0])
-    score: float | None = Field(examples=[None])
-    evidence: dict[str, Any] = Field(examples=[{"threshold": 50, "neighbours": []}])
-    lat: float | None = Field(examples=[21.0106])
-    lon: float | None = Field(examples=[105.8003])
-    area: str = Field(examples=["Cầu Giấy"])
-    opened_at: UtcDateTime
-    updated_at: UtcDateTime
-    acknowledged_at: UtcDateTime | None
-    acknowledged_by: str | None = Field(examples=[None])
-    resolved_at: UtcDateTime | None
-    resolved_by: str | None = Field(examples=[None])
-    occurrences: int = Field(examples=[3])
+
     suppressed_by: int | None = Field(
         default=None,
         description="the maintenance window it was raised under (neither shown nor notified)",
@@ -179,13 +184,6 @@ class AlertPublic(BaseModel):
         default=None, description="an operator shelved it until then (it returns if worse)"
     )
     shelved_by: str | None = Field(default=None, examples=[None])
-
-    @field_validator("evidence", mode="before")
-    @classmethod
-    def _decode_evidence(cls, v: object) -> object:
-        if isinstance(v, str | bytes):  # a snapshot decoded without the jsonb loader
-            return orjson.loads(v)
-        return v
 
 
 class AlertEvent(BaseModel):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from core.errors import InvalidValue
 
 DISPLAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 # Asia/Ho_Chi_Minh is UTC+7 all year (no daylight saving time): local hours with numpy
@@ -83,8 +86,20 @@ class Sensor(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
+def to_utc(v: datetime) -> datetime:
+    """``v`` in UTC; a time with no zone is refused (``InvalidValue``)."""
+    if v.tzinfo is None:
+        raise InvalidValue("time has no time zone (add Z or +07:00)", "api.invalid.time_zone")
+    return v.astimezone(UTC)
+
+
+# A moment in time, held in UTC (one with no time zone is refused).
+UtcTime = Annotated[datetime, AfterValidator(to_utc)]
+
+
 class Alert(BaseModel):
-    """An early warning as stored in ``alerts`` and published on MQTT."""
+    """An early warning as stored in ``alerts``, published on MQTT and shown by the API
+    (``api.models.AlertPublic`` adds the API's columns to it): the one alert contract."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -106,13 +121,20 @@ class Alert(BaseModel):
     lat: float | None = None
     lon: float | None = None
     area: str = ""
-    opened_at: datetime
-    updated_at: datetime
-    acknowledged_at: datetime | None = None
+    opened_at: UtcTime
+    updated_at: UtcTime
+    acknowledged_at: UtcTime | None = None
     acknowledged_by: str | None = None
-    resolved_at: datetime | None = None
+    resolved_at: UtcTime | None = None
     resolved_by: str | None = None
     occurrences: int = 1
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _decode_evidence(cls, v: object) -> object:
+        if isinstance(v, str | bytes):  # a snapshot decoded without the jsonb loader
+            return orjson.loads(v)
+        return v
 
 
 class Incident(BaseModel):
