@@ -5,6 +5,10 @@ broker on free ports), reads the dashboard address it prints, opens it in headle
 Chromium and times, from the start: the address, the first alert on ``/api/v1/alerts``,
 the first incident on ``/api/v1/incidents``, and the first incident card on the screen.
 The last run's figures go to ``benchmarks/results/demo_first.json``.
+
+With ``--screenshots DIR`` it then lets the city run a while longer, charts the first
+alert's sensor and takes the documentation's pictures of the demo: ``dashboard-wall.png``
+(1920x1080) and ``dashboard-laptop.png`` (1366x768), in ``--lang`` (docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -42,7 +46,32 @@ def _first(api: str, token: str, path: str) -> bool:
     return r.status_code == 200 and bool(r.json().get("items"))
 
 
-def run(timeout_s: float, data_dir: Path, log: Path | None = None) -> dict[str, Any]:
+SHOTS = {"wall": (1920, 1080), "laptop": (1366, 768)}
+
+
+def _screenshots(browser: Any, api: str, token: str, shots: Path, lang: str) -> None:
+    """The dashboard of the running demo at a wall's and a laptop's size."""
+    for name, (width, height) in SHOTS.items():
+        page = browser.new_page(
+            viewport={"width": width, "height": height}, locale="vi-VN" if lang == "vi" else "en-GB"
+        )
+        page.goto(f"{api}/#token={token}")
+        page.wait_for_selector("#incidents li.incident", timeout=60_000)
+        page.locator("li.alert .btn-chart").first.click()
+        page.wait_for_selector("#chart[data-points]:not([data-points='0'])", timeout=60_000)
+        page.wait_for_timeout(1_500)
+        page.screenshot(path=str(shots / f"dashboard-{name}.png"))
+        page.close()
+
+
+def run(
+    timeout_s: float,
+    data_dir: Path,
+    log: Path | None = None,
+    shots: Path | None = None,
+    settle_s: float = 60.0,
+    lang: str = "vi",
+) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
@@ -91,6 +120,9 @@ def run(timeout_s: float, data_dir: Path, log: Path | None = None) -> dict[str, 
                 ):
                     times["first_incident_card_s"] = now
                 time.sleep(0.5)
+            if shots is not None and "first_incident_card_s" in times:
+                time.sleep(settle_s)  # more of the city's alerts and incidents come in
+                _screenshots(browser, api, token, shots, lang)
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -109,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after (s)")
     parser.add_argument("--data-dir", type=Path, help="keep the demo's data here (a next run)")
     parser.add_argument("--log", type=Path, help="write the demo's output to this file")
+    parser.add_argument(
+        "--screenshots", type=Path, help="then take the docs' wall and laptop pictures here"
+    )
+    parser.add_argument("--settle", type=float, default=60.0, help="s to wait before them")
+    parser.add_argument("--lang", choices=("vi", "en"), default="vi", help="the pictures' language")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ioc-demo-first-") as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
         first_run = not data_dir.exists()
-        times = run(args.timeout, data_dir, args.log)
+        times = run(args.timeout, data_dir, args.log, args.screenshots, args.settle, args.lang)
     times["first_run"] = first_run
     times["cpus"] = os.cpu_count()
     times["load_1min"] = round(os.getloadavg()[0], 1)
