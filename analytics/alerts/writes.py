@@ -155,6 +155,18 @@ def find_active(conn: Conn, key: Key) -> Row | None:
         return cur.fetchone()
 
 
+# what a repeat of the condition writes: its latest message, values, evidence and time
+_LATEST = (
+    " message = %s, value = %s, expected_low = %s, expected_high = %s, score = %s,"
+    " evidence = %s, updated_at = %s"
+)
+_LATEST_FIELDS = ("message", "value", "expected_low", "expected_high", "score", "evidence")
+
+
+def _latest(f: dict[str, Any], at: float) -> tuple[Any, ...]:
+    return (*(f[name] for name in _LATEST_FIELDS), ts(at))
+
+
 def reopen(conn: Conn, alert_id: int, f: dict[str, Any], at: float) -> Row | None:
     """Reopen a resolved alert; None when it is not resolved or its key is active elsewhere."""
     try:
@@ -163,22 +175,11 @@ def reopen(conn: Conn, alert_id: int, f: dict[str, Any], at: float) -> Row | Non
                 conn,
                 "UPDATE alerts SET status = 'open', resolved_at = NULL, resolved_by = NULL,"
                 " acknowledged_at = NULL, acknowledged_by = NULL,"
-                " occurrences = occurrences + 1, severity = %s, alert_class = %s, message = %s,"
-                " value = %s, expected_low = %s, expected_high = %s, score = %s,"
-                " evidence = %s, updated_at = %s"
-                " WHERE id = %s AND status = 'resolved' RETURNING " + COLUMNS,
-                (
-                    f["severity"],
-                    f["alert_class"],
-                    f["message"],
-                    f["value"],
-                    f["expected_low"],
-                    f["expected_high"],
-                    f["score"],
-                    f["evidence"],
-                    ts(at),
-                    alert_id,
-                ),
+                " occurrences = occurrences + 1, severity = %s, alert_class = %s,"
+                + _LATEST
+                + " WHERE id = %s AND status = 'resolved' RETURNING "
+                + COLUMNS,
+                (f["severity"], f["alert_class"], *_latest(f, at), alert_id),
             )
     except psycopg.errors.UniqueViolation:
         return None
@@ -198,22 +199,10 @@ def update(
     return returning(
         conn,
         "UPDATE alerts SET occurrences = occurrences + %s, severity = %s, alert_class = %s,"
-        " message = %s, value = %s, expected_low = %s, expected_high = %s, score = %s,"
-        " evidence = %s, updated_at = %s WHERE id = %s AND status <> 'resolved'"
-        " RETURNING " + COLUMNS,
-        (
-            occurrences,
-            str(severity),
-            alert_class,
-            f["message"],
-            f["value"],
-            f["expected_low"],
-            f["expected_high"],
-            f["score"],
-            f["evidence"],
-            ts(at),
-            alert_id,
-        ),
+        + _LATEST
+        + " WHERE id = %s AND status <> 'resolved' RETURNING "
+        + COLUMNS,
+        (occurrences, str(severity), alert_class, *_latest(f, at), alert_id),
     )
 
 
