@@ -95,7 +95,13 @@ class MaintenanceCreate(BaseModel):
                     "end": "2026-11-22T12:00:00+07:00",
                     "reason": "filter replacement",
                 }
-            ]
+            ],
+            # at least one of the three, not empty (the schema states it; the check below
+            # enforces it)
+            "anyOf": [
+                {"required": [field], "properties": {field: {"minItems": 1}}}
+                for field in ("sensors", "areas", "kinds")
+            ],
         },
     )
 

@@ -67,7 +67,7 @@ def _rfc3339(v: object) -> object:
         ) from None
     if t.tzinfo is None:
         raise InvalidValue(f"{v!r} has no time zone (add Z or +07:00)", "api.invalid.time_zone")
-    if not 1970 <= t.astimezone(UTC).year <= 2200:
+    if not 1970 <= t.year <= 2200:  # the year as written (as the schema's pattern says)
         raise InvalidValue(f"{v!r} is outside the years 1970-2200", "api.invalid.time_years")
     return t
 
@@ -75,7 +75,12 @@ def _rfc3339(v: object) -> object:
 # Every time in and out is timezone-aware UTC, written as RFC 3339 with ``Z``.
 UtcDateTime = UtcTime  # held in UTC (core.types)
 # A time given by a client: RFC 3339 text with a zone, between 1970 and 2200.
-TimeParam = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(to_utc)]
+TimeParam = Annotated[
+    datetime,
+    Field(json_schema_extra={"pattern": r"^(19[7-9][0-9]|2[01][0-9]{2}|2200)-", "maxLength": 40}),
+    BeforeValidator(_rfc3339),
+    AfterValidator(to_utc),
+]
 
 SensorId = Annotated[
     str,
@@ -269,11 +274,16 @@ def _no_bool(v: object) -> object:
     return v
 
 
+# (constraints before the validators, so that the schema states them as minimum and maximum)
 Number = Annotated[float, BeforeValidator(_no_bool)]
-Lat = Annotated[Number, Field(ge=-90, le=90, allow_inf_nan=False)]
-Lon = Annotated[Number, Field(ge=-180, le=180, allow_inf_nan=False)]
-Interval = Annotated[Number, Field(gt=0, le=86_400, allow_inf_nan=False)]
-MetricList = Annotated[list[MetricName], Field(max_length=64), AfterValidator(_check_metrics)]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), BeforeValidator(_no_bool)]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False), BeforeValidator(_no_bool)]
+Interval = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False), BeforeValidator(_no_bool)]
+MetricList = Annotated[
+    list[MetricName],
+    Field(max_length=64, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_check_metrics),
+]
 Attributes = Annotated[dict[str, Any], AfterValidator(_check_attributes)]
 
 
@@ -451,8 +461,9 @@ class Me(BaseModel):
 
 
 TokenName = Annotated[
-    CleanStr,
+    str,
     Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["wall-1"]),
+    AfterValidator(_clean),
 ]
 
 

@@ -27,9 +27,19 @@ MAX_EXPORT_ROWS = 10_000_000
 MIN_BUCKET_S = 60
 MAX_BUCKET_S = 86_400
 AGGREGATES = ("avg", "min", "max", "count", "last")
+_AGG = "|".join("".join(f"[{c.upper()}{c}]" for c in a) for a in AGGREGATES)
+# ``avg,max``: names in any case, comma-separated (stated in the schema)
+AGG_PATTERN = rf"^\s*({_AGG})\s*(,\s*({_AGG})\s*)*$"
 DB_INT_MAX = 2**63 - 1
 
-_BUCKET_RE = re.compile(r"^\s*(\d{1,6})\s*(s|sec|m|min|h|hour|d|day)s?\s*$", re.IGNORECASE)
+# a bucket width: ``raw``, or a number and a unit, any case (the schema states this
+# pattern, so it is spelled without a case-insensitive flag, which JSON Schema lacks)
+_UNIT = "|".join(
+    "".join(f"[{c.upper()}{c}]" for c in unit)
+    for unit in ("sec", "s", "min", "m", "hour", "h", "day", "d")
+)
+BUCKET_PATTERN = rf"^([Rr][Aa][Ww]|\s*[0-9]{{1,6}}\s*({_UNIT})[Ss]?\s*)?$"
+_BUCKET_RE = re.compile(rf"^\s*([0-9]{{1,6}})\s*({_UNIT})[Ss]?\s*$")
 _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
@@ -62,10 +72,24 @@ class BBox:
         return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
 
 
+# four decimal numbers (the schema states it; empty: no bbox)
+_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,15})?"
+BBOX_PATTERN = rf"^({_NUMBER}(,{_NUMBER}){{3}})?$"
+_BBOX_RE = re.compile(BBOX_PATTERN)
+
+
 def parse_bbox(text: str | None, where: str = "query") -> BBox | None:
     """``minlon,minlat,maxlon,maxlat`` in degrees (WGS 84)."""
     if text is None or text == "":
         return None
+    if not _BBOX_RE.fullmatch(text):
+        invalid(
+            where,
+            "bbox",
+            "bbox must be four numbers: minlon,minlat,maxlon,maxlat",
+            text,
+            "api.invalid.bbox",
+        )
     parts = text.split(",")
     if len(parts) != 4:
         invalid(where, "bbox", "bbox must be minlon,minlat,maxlon,maxlat", text, "api.invalid.bbox")
@@ -106,7 +130,7 @@ def parse_bucket(text: str | None) -> int | None:
             text,
             "api.invalid.bucket",
         )
-    seconds = int(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    seconds = int(m.group(1)) * _UNIT_S[m.group(2).lower()]  # (m: a match, or invalid raised)
     if not MIN_BUCKET_S <= seconds <= MAX_BUCKET_S:
         invalid(
             "query",

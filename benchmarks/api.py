@@ -2,7 +2,10 @@
 
 ``ioc bench api ws``     N websocket clients in separate processes; alerts committed at a
                          steady rate; latency from each commit to each client's receipt,
-                         against a one-client baseline measured in the same run.
+                         against a one-client baseline measured in the same run.  With
+                         ``--mixed`` each client authenticates with the ``ioc.bearer.``
+                         sub-protocol, has a filter (severity, kind, area or bbox) and
+                         resumes with ``since=`` after reading the head, as a wall does.
 ``ioc bench api query``  a 30-day, 1-hour-bucket query of one sensor over a readings table
                          of ``--rows`` rows (generated server-side with generate_series in a
                          dedicated database, reused while its shape matches), against a
@@ -156,12 +159,46 @@ def _client_main(argv: list[str]) -> int:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--mixed", action="store_true")
     a = p.parse_args(argv)
-    return asyncio.run(_clients(a.url, a.token, a.n, a.expect, a.timeout))
+    return asyncio.run(_clients(a.url, a.token, a.n, a.expect, a.timeout, a.mixed))
 
 
-async def _clients(url: str, token: str, n: int, expect: int, wait_s: float) -> int:
+# --mixed: filters that each match the producer's alerts, in four shapes
+MIXED_FILTERS = (
+    "severity=critical&kind=water_level",
+    "area=C%E1%BA%A7u%20Gi%E1%BA%A5y",  # Cầu Giấy
+    "severity=critical&severity=warning&kind=water_level&kind=air_quality",
+    "bbox=105.7,20.9,105.9,21.1&severity=critical",
+)
+
+
+async def _open(url: str, token: str, i: int, mixed: bool) -> Any:
+    """Client ``i``'s websocket, ready for live events.
+
+    Plain: ``?token=`` and no filter; the ``hello`` has been read.  Mixed: the token as the
+    ``ioc.bearer.`` sub-protocol and one of ``MIXED_FILTERS``; the client connects, reads
+    the head from ``hello``, closes and resumes from it with ``since=``, as a client
+    reconnecting does."""
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    options: dict[str, Any] = {"compression": None, "open_timeout": 60, "ping_interval": None}
+    if not mixed:
+        ws = await connect(f"{url}/ws/alerts?token={token}", max_queue=1024, **options)
+        hello = orjson.loads(await ws.recv())
+        assert hello["type"] == "hello"
+        return ws
+    query = MIXED_FILTERS[i % len(MIXED_FILTERS)]
+    protocols = [Subprotocol(f"ioc.bearer.{token}")]
+    async with connect(f"{url}/ws/alerts?{query}", subprotocols=protocols, **options) as first:
+        hello = orjson.loads(await first.recv())
+        assert hello["type"] == "hello"
+    since = f"{url}/ws/alerts?{query}&since={hello['seq']}"
+    return await connect(since, subprotocols=protocols, max_queue=1024, **options)
+
+
+async def _clients(url: str, token: str, n: int, expect: int, wait_s: float, mixed: bool) -> int:
 
     receipts: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     ready = 0
@@ -173,13 +210,7 @@ async def _clients(url: str, token: str, n: int, expect: int, wait_s: float) -> 
         for attempt in range(5):
             try:
                 async with gate:
-                    ws = await connect(
-                        f"{url}/ws/alerts?token={token}",
-                        compression=None,
-                        open_timeout=60,
-                        ping_interval=None,
-                        max_queue=1024,
-                    )
+                    ws = await _open(url, token, i, mixed)
                 break
             except (OSError, TimeoutError) as exc:
                 print(f"client {i}: connect failed ({exc!r}), retrying", file=sys.stderr)
@@ -187,8 +218,6 @@ async def _clients(url: str, token: str, n: int, expect: int, wait_s: float) -> 
         else:
             raise RuntimeError(f"client {i} could not connect")
         try:
-            hello = orjson.loads(await ws.recv())
-            assert hello["type"] == "hello"
             ready += 1
             if ready == n:
                 all_ready.set()
@@ -254,13 +283,14 @@ def _producer(url: str, n: int, rate: float) -> dict[int, float]:
 
 
 def ws_round(
-    base: str, token: str, clients: int, procs: int, alerts: int, rate: float
-) -> list[float]:
-    """Latencies (ms) from each alert's commit to each client's receipt."""
+    base: str, token: str, clients: int, procs: int, alerts: int, rate: float, mixed: bool = False
+) -> tuple[list[float], float]:
+    """Latencies (ms) from each alert's commit to each client's receipt; API CPU ms per alert."""
     ws_url = base.replace("http://", "ws://")
     procs = max(1, min(procs, clients))
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     cmd = [sys.executable, "-m", "benchmarks.api", "_client", "--url", ws_url, "--token", token]
+    cmd += ["--mixed"] if mixed else []
     workers = [
         subprocess.Popen(
             [*cmd, "--n", str(n), "--expect", str(alerts)], stdout=subprocess.PIPE, text=True
@@ -288,31 +318,48 @@ def ws_round(
             latencies += [(t - committed[aid]) * 1000 for aid, t in receipts if aid in committed]
     if missing:
         print(f"  !! {missing} receipts missing")
-    return latencies
+    return latencies, cpu * 1000 / alerts
 
 
 def bench_ws(
-    dsn: str, clients: int, procs: int, alerts: int, rate: float, workers: int = 1
+    dsn: str,
+    clients: int,
+    procs: int,
+    alerts: int,
+    rate: float,
+    workers: int = 1,
+    mixed: bool = False,
 ) -> dict[str, float]:
     url = _fresh_db(dsn, BENCH_WS_DB)
     os.environ["IOC_BENCH_DB"] = dsn
     token = _token(url)
     print(f"== websocket fan-out: {alerts} alerts at {rate:g}/s, commit -> client receipt")
     print(f"  API: {workers} worker process(es); clients in {procs} other processes")
+    if mixed:
+        print(
+            "  mixed: token as a sub-protocol, a filter per client (severity, kind, area, bbox),"
+            " each resumed with since= after reading the head"
+        )
     limits = {
         "IOC_API_WS_QUEUE": "1000",
         "IOC_API_WS_MAX_CLIENTS": str(clients + 100),
         "IOC_API_WS_PER_TOKEN": str(clients + 100),  # every client uses the one token
     }
     with api_server(url, workers, **limits) as base:
-        base_ms = ws_round(base, token, 1, 1, alerts, rate)
+        base_ms, _ = ws_round(base, token, 1, 1, alerts, rate, mixed)
         print(f"  baseline, 1 client            {_summary(base_ms)}")
-        many_ms = ws_round(base, token, clients, procs, alerts, rate)
+        many_ms, cpu_ms = ws_round(base, token, clients, procs, alerts, rate, mixed)
         print(f"  {clients:,} clients in {procs} processes {_summary(many_ms)}")
         lag = _server_lag(base)
     ratio = _pct(many_ms, 99) / max(_pct(base_ms, 99), 1e-9)
     print(f"  p99 {clients:,} clients / p99 1 client = {ratio:.1f}x; server-side reader lag {lag}")
-    return {"p99_ms": _pct(many_ms, 99), "baseline_p99_ms": _pct(base_ms, 99), "ratio": ratio}
+    return {
+        "p99_ms": round(_pct(many_ms, 99), 1),
+        "baseline_p99_ms": round(_pct(base_ms, 99), 1),
+        "ratio": round(ratio, 1),
+        "api_cpu_ms_per_alert": round(cpu_ms, 1),
+        "load_average": round(os.getloadavg()[0], 2),  # the machine's, other jobs included
+    }
 
 
 def _server_lag(base: str) -> str:
@@ -512,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts", type=int, default=100, help="alerts to commit")
     p.add_argument("--rate", type=float, default=10.0, help="alerts per second")
     p.add_argument("--workers", type=int, default=1, help="API worker processes (ws)")
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="ws: token as a sub-protocol, a filter per client, each client resumed with since=",
+    )
     p.add_argument("--rows", type=int, default=2_000_000, help="readings in the query table")
     p.add_argument("--days", type=int, default=35, help="days those readings span")
     p.add_argument("--queries", type=int, default=50, help="queries per measurement")
@@ -522,10 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     dsn = a.pg or ApiSettings().dsn
     figures: dict[str, object] = {}
     if a.which in ("ws", "all"):
-        figures["websocket"] = bench_ws(dsn, a.clients, a.procs, a.alerts, a.rate, a.workers) | {
-            "clients": a.clients,
-            "alerts": a.alerts,
-        }
+        ws = bench_ws(dsn, a.clients, a.procs, a.alerts, a.rate, a.workers, a.mixed)
+        key = "websocket_mixed" if a.mixed else "websocket"
+        figures[key] = ws | {"clients": a.clients, "alerts": a.alerts, "workers": a.workers}
     if a.which in ("query", "all"):
         if a.prepare_only:
             _prepare_readings(dsn, a.rows, max(a.days, 31), a.jobs, not a.regenerate)

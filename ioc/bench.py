@@ -31,6 +31,7 @@ BENCHES: dict[str, str] = {
     "api": "benchmarks.api",
     "chaos": "benchmarks.chaos",
     "ingest-memory": "benchmarks.ingest_memory",
+    "api-memory": "benchmarks.api_memory",
     "cluster": "benchmarks.cluster",
     "storage": "benchmarks.storage",
     "notify": "benchmarks.notify_latency",

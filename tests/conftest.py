@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -13,8 +14,12 @@ import pytest
 
 from core.db import migrate
 from tests.support.servers import MosquittoServer, PostgresServer
+from tests.support.token_leaks import log_files, scan, token_hashes
 
 TEMPLATE_DB = "ioc_template"
+
+# the sha256 of every API token the tests created, gathered as their databases are dropped
+TOKEN_HASHES: set[str] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,6 +36,34 @@ def _bench_results_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         os.environ.pop("IOC_BENCH_RESULTS", None)
     else:
         os.environ["IOC_BENCH_RESULTS"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_token_in_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, no log file a test process wrote holds a token the tests created."""
+    yield
+    leaks = scan(log_files(tmp_path_factory.getbasetemp()), TOKEN_HASHES)
+    if leaks:
+        shown = "\n".join(str(leak) for leak in leaks[:20])
+        pytest.fail(f"{len(leaks)} log line(s) hold an API token:\n{shown}", pytrace=False)
+
+
+def _harvest_tokens(server: PostgresServer) -> None:
+    """Keep the token hashes of every database of a server that still runs."""
+    names: list[str] = []
+    with contextlib.suppress(psycopg.Error), psycopg.connect(server.dsn("postgres")) as conn:
+        names = [n for (n,) in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")]
+    for name in names:
+        with contextlib.suppress(psycopg.Error):
+            TOKEN_HASHES.update(token_hashes(server.dsn(name)))
+
+
+def drop_database(server: PostgresServer, name: str) -> None:
+    """Drop a test database, keeping the hashes of its API tokens for the log scan."""
+    with contextlib.suppress(psycopg.Error):
+        TOKEN_HASHES.update(token_hashes(server.dsn(name)))
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +85,7 @@ def db_url(pg_server: PostgresServer) -> Iterator[str]:
     with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     yield pg_server.dsn(name)
-    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_database(pg_server, name)
 
 
 @pytest.fixture
@@ -89,6 +121,7 @@ def make_pg(tmp_path: Path) -> Iterator[Callable[[], PostgresServer]]:
 
     yield factory
     for server in made:
+        _harvest_tokens(server)
         server.kill()
 
 

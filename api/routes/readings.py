@@ -21,6 +21,9 @@ from api.auth import Permission
 from api.deps import POOL_TIMEOUT_S, ConnDep, HistoryReader, PoolDep, Reader
 from api.models import ReadingsBucketed, ReadingsRaw, SensorId, TimeParam
 from api.params import (
+    AGG_PATTERN,
+    BBOX_PATTERN,
+    BUCKET_PATTERN,
     DEFAULT_ROWS,
     MAX_BUCKET_SPAN,
     MAX_EXPORT_ROWS,
@@ -71,7 +74,7 @@ _AGG_NULL = {"count": "NULL::bigint"}
 _BUCKET_COLUMNS = ("bucket", "sensor", "metric", "avg", "min", "max", "count", "last")
 _RAW_COLUMNS = ("time", "sensor", "metric", "value")
 
-Metric = Annotated[str, Field(max_length=64)]
+Metric = Annotated[str, Field(max_length=64, json_schema_extra={"enum": list(METRICS)})]
 SensorsParam = Annotated[
     list[SensorId] | None,
     Query(
@@ -102,13 +105,15 @@ def place_params(
         list[SensorKind] | None, Query(max_length=10, description="sensors of these kinds")
     ] = None,
     area: Annotated[
-        list[Annotated[str, Field(max_length=200)]] | None,
+        list[Annotated[str, Field(max_length=200, json_schema_extra={"pattern": r"^[^\x00]*$"})]]
+        | None,
         Query(max_length=50, description="sensors in these areas (districts)"),
     ] = None,
     bbox: Annotated[
         str | None,
         Query(
             max_length=100,
+            json_schema_extra={"pattern": BBOX_PATTERN},  # parse_bbox says why
             description="sensors within minlon,minlat,maxlon,maxlat (WGS 84 degrees)",
             examples=["105.78,20.99,105.88,21.06"],
         ),
@@ -184,12 +189,13 @@ BucketParam = Annotated[
     str | None,
     Query(
         max_length=16,
+        json_schema_extra={"pattern": BUCKET_PATTERN},  # parse_bucket says why
         description="bucket width from 1m to 1d (1m, 5m, 15m, 1h, 6h, 1d...); absent: raw readings",
         examples=["1h"],
     ),
 ]
 AggParam = Annotated[
-    list[Annotated[str, Field(max_length=40)]] | None,
+    list[Annotated[str, Field(max_length=40, json_schema_extra={"pattern": AGG_PATTERN})]] | None,
     Query(
         max_length=5,
         description="aggregates of each bucket among avg, min, max, count, last (default: all)",

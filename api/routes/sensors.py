@@ -23,7 +23,7 @@ from api.models import (
     SensorPublic,
     SensorUpdate,
 )
-from api.params import MAX_OFFSET, MAX_SENSORS_PAGE, invalid, parse_bbox
+from api.params import BBOX_PATTERN, MAX_OFFSET, MAX_SENSORS_PAGE, invalid, parse_bbox
 from api.queries import ALERT_COLUMNS, Where, like_pattern
 from api.routes import V1
 from core.errors import ConflictError, NotFoundError
@@ -52,7 +52,9 @@ LEFT JOIN (
 ) a ON a.sensor = s.id
 """
 
-Words = Annotated[str, Field(max_length=200)]
+Words = Annotated[
+    str, Field(max_length=200, json_schema_extra={"pattern": r"^[^\x00]*$"})
+]  # no NUL (PostgreSQL)
 
 
 @router.get("", response_model=SensorPage, summary="List sensors")
@@ -68,6 +70,7 @@ async def list_sensors(
         str | None,
         Query(
             max_length=100,
+            json_schema_extra={"pattern": BBOX_PATTERN},  # parse_bbox says why
             description="minlon,minlat,maxlon,maxlat (WGS 84 degrees)",
             examples=["105.78,20.99,105.88,21.06"],
         ),

@@ -25,7 +25,7 @@ from api.main import create_app
 from api.models import Role
 from api.server import uvicorn_options
 from api.tokens import create as create_token
-from tests.conftest import TEMPLATE_DB
+from tests.conftest import TEMPLATE_DB, drop_database
 from tests.support.servers import MosquittoServer, PostgresServer, free_port
 
 
@@ -133,8 +133,7 @@ def shared_db_url(pg_server: PostgresServer) -> Iterator[str]:
     with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     yield pg_server.dsn(name)
-    with psycopg.connect(pg_server.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_database(pg_server, name)
 
 
 @pytest.fixture(scope="module")
