@@ -276,7 +276,10 @@ async function refreshMaintenance() {
     const now = Date.now();
     const live = (page.items || []).filter((w) => Date.parse(w.starts_at) <= now);
     const sensors = new Set(live.flatMap((w) => w.sensors));
-    $("maintenance").textContent = live.length ? INCIDENT_TEXTS.maintenance(live.length, sensors.size) : "";
+    const node = $("maintenance");
+    node.textContent = live.length ? INCIDENT_TEXTS.maintenance(live.length, sensors.size) : "";
+    // what each window covers, when and why: the engineer's words, not only a count
+    for (const w of live) node.append(el("span", { class: "mw" }, INCIDENT_TEXTS.window(w)));
   } catch {
     /* shown again on the next refresh */
   }
@@ -287,7 +290,7 @@ async function refreshLoad() {
   try {
     const load = await state.api.get("/api/v1/operator-load", { hours: 1 });
     const node = $("load");
-    node.textContent = INCIDENT_TEXTS.load(load);
+    node.textContent = `${INCIDENT_TEXTS.load(load)} · ${INCIDENT_TEXTS.loadMore(load)}`;
     node.dataset.flood = String(load.alerts.peak_10min > 10);
   } catch {
     /* shown again on the next refresh */

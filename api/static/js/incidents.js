@@ -27,7 +27,14 @@ export const INCIDENT_TEXTS = {
   load: (l) => tr("incident.load", {
     incidents: fmtNum(l.incidents.new), alerts: fmtNum(l.alerts.new), peak: fmtNum(l.alerts.peak_10min),
   }),
+  loadMore: (l) => tr("incident.load.more", {
+    chattering: fmtNum(l.alerts.chattering), standing: fmtNum(l.alerts.standing),
+  }),
   maintenance: (n, s) => tr("incident.maintenance", { n: fmtNum(n), sensors: fmtNum(s) }),
+  window: (w) => tr("incident.maintenance.window", {
+    what: [...w.sensors, ...w.areas, ...w.kinds].join(", "), start: fmtTime(w.starts_at),
+    end: fmtTime(w.ends_at), reason: w.reason, who: w.created_by,
+  }),
   loading: () => tr("incident.loading"),
   by: (who) => tr("incident.by", { who }),
 };
@@ -118,6 +125,7 @@ export class IncidentBoard {
     const items = shelved.map((inc) => el("li", { class: "i-shelved", "data-incident-id": String(inc.id) },
       el("span", {}, inc.title), " ",
       el("span", { class: "muted" }, t.until(fmtTime(inc.shelved_until))), " ",
+      inc.shelved_by ? el("span", { class: "muted i-shelved-by" }, t.by(inc.shelved_by)) : null, " ",
       this.canAct ? el("button", {
         type: "button", class: "btn btn-small btn-unshelve", onclick: () => this.opts.onShelve(inc, 0),
       }, t.unshelve()) : null));
