@@ -12,7 +12,7 @@ import { LANG, LOCALE, has, loadMessages, switchLanguage, t, translatePage } fro
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
 import { DeadLetterPanel } from "./js/deadletters.js";
-import { INCIDENT_TEXTS, IncidentBoard, incidentTitle } from "./js/incidents.js";
+import { INCIDENT_TEXTS, IncidentBoard, incidentTitle, isShelved } from "./js/incidents.js";
 import { SensorMap } from "./js/map.js";
 
 const $ = (id) => document.getElementById(id);
@@ -826,6 +826,12 @@ function wire() {
     onAck: (inc) => actOnIncident(inc, "acknowledge"),
     onResolve: (inc) => actOnIncident(inc, "resolve"),
     onShelve: (inc, minutes) => shelveIncident(inc, minutes),
+    alerts: () => state.store.active(),
+  });
+  let shelvedAlerts = "";
+  state.store.subscribe(() => { // the shelf lists shelved alerts too: redraw when they change
+    const key = state.store.active().filter((a) => isShelved(a)).map((a) => `${a.id}:${a.shelved_until}`).join();
+    if (key !== shelvedAlerts) { shelvedAlerts = key; state.incidents.render(); }
   });
 
   state.deadLetters = new DeadLetterPanel({

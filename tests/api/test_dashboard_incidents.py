@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -87,6 +88,17 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     page.get_by_role("button", name="Unshelve", exact=True).click()
     card.wait_for(timeout=WAIT_MS)
     assert db.execute("SELECT shelved_until FROM incidents").fetchone() == (None,)
+    # an alert shelved on its own is on the shelf too, with its time and who shelved it
+    ops = {"Authorization": f"Bearer {OPERATOR}"}
+    r = httpx.post(f"{api.url}/api/v1/alerts/{b}/shelve", json={"minutes": 30}, headers=ops)
+    assert r.status_code == 200, r.text
+    page.wait_for_selector(
+        f"#incidents li.i-shelved-alert[data-alert-id='{b}']", state="attached", timeout=WAIT_MS
+    )
+    assert "Shelved: 1" in page.inner_text("#incidents")
+    assert "by duty-operator" in page.locator("li.i-shelved-alert").text_content()
+    httpx.post(f"{api.url}/api/v1/alerts/{b}/unshelve", headers=ops).raise_for_status()
+    page.wait_for_selector("li.i-shelved-alert", state="detached", timeout=WAIT_MS)
 
     # the same card in Vietnamese: the correlator's Vietnamese title and the catalogue's words
     vi = open_page_fixture(locale="vi-VN").page
