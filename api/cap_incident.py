@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from api.cap import CAP_NS, _pair, _sub, cap_time
 from api.incident_models import IncidentPublic
@@ -33,18 +34,32 @@ _ALL_CLEAR = {
     "en": "The incident has ended; no further action is needed.",
     "vi": "Sự cố đã kết thúc; không cần xử lý thêm.",
 }
+_MERGED = {
+    "en": "This incident was merged into incident {into}; follow that incident's messages.",
+    "vi": "Sự cố này đã được gộp vào sự cố {into}; hãy theo dõi các bản tin của sự cố đó.",
+}
 
 
-def incident_to_cap(incident: IncidentPublic, *, sender: str, sender_name: str) -> bytes:
+def incident_to_cap(
+    incident: IncidentPublic,
+    *,
+    sender: str,
+    sender_name: str,
+    merged_from: Sequence[int] = (),
+) -> bytes:
     """The CAP 1.2 ``<alert>`` for the incident's current state.
 
     Like an alert's: the first message (open, never handled) is an ``Alert`` with the
     identifier ``<sender>.incident.<id>``; later states are ``Update``s referencing it.
-    The ``area`` holds the padded convex hull of its sensors as a ``polygon``.
+    The ``area`` holds the padded convex hull of its sensors as a ``polygon``.  After a
+    merge, ``incidents`` names both: the survivor's lists the incidents ``merged_from``,
+    and the absorbed one's (an ``Update``, urgency ``Past``) names the survivor, in a
+    ``merged_into`` parameter too, and tells people to follow it.
     """
     ET.register_namespace("", CAP_NS)
     inc = incident
-    resolved = inc.status == "resolved"
+    merged = inc.merged_into is not None
+    resolved = inc.status == "resolved" and not merged
     first = inc.status == "open" and inc.acknowledged_at is None and inc.resolved_at is None
     sent = max(t for t in (inc.updated_at, inc.acknowledged_at, inc.resolved_at) if t)
     original = f"{sender}.incident.{inc.id}"
@@ -59,7 +74,8 @@ def incident_to_cap(incident: IncidentPublic, *, sender: str, sender_name: str) 
     _sub(root, "scope", "Public")
     if not first:
         _sub(root, "references", f"{sender},{original},{cap_time(inc.opened_at)}")
-    _sub(root, "incidents", original)
+    related = [inc.merged_into] if inc.merged_into is not None else list(merged_from)
+    _sub(root, "incidents", " ".join([original, *(f"{sender}.incident.{i}" for i in related)]))
 
     for lang, code in (("en", "en-US"), ("vi", "vi-VN")):
         info = _sub(root, "info")
@@ -68,8 +84,9 @@ def incident_to_cap(incident: IncidentPublic, *, sender: str, sender_name: str) 
             _sub(info, "category", cat)
         en, vi = _EVENTS.get(inc.hazard, ("Abnormal readings", "Số liệu bất thường"))
         _sub(info, "event", en if lang == "en" else vi)
-        _sub(info, "responseType", "AllClear" if resolved else "Monitor")
-        _sub(info, "urgency", "Past" if resolved else _URGENCY.get(inc.severity, "Unknown"))
+        _sub(info, "responseType", "AllClear" if resolved else "None" if merged else "Monitor")
+        urgency = "Past" if resolved or merged else _URGENCY.get(inc.severity, "Unknown")
+        _sub(info, "urgency", urgency)
         _sub(info, "severity", _SEVERITY.get(inc.severity, "Unknown"))
         _sub(info, "certainty", "Observed")
         _pair(info, "eventCode", "hazard", inc.hazard)
@@ -79,6 +96,9 @@ def incident_to_cap(incident: IncidentPublic, *, sender: str, sender_name: str) 
         _sub(info, "description", inc.title if lang == "en" else inc.title_vi)
         if resolved:
             _sub(info, "instruction", _ALL_CLEAR[lang])
+        elif merged:
+            _sub(info, "instruction", _MERGED[lang].format(into=inc.merged_into))
+            _pair(info, "parameter", "merged_into", f"{sender}.incident.{inc.merged_into}")
         _pair(info, "parameter", "sensors", " ".join(inc.sensors))
         _pair(info, "parameter", "alert_count", str(inc.alert_count))
         metric = inc.peak.get("metric")

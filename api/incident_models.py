@@ -13,7 +13,8 @@ from core.types import SensorKind
 INCIDENT_COLUMNS = (
     "id, hazard, group_key, status, severity, title, title_vi, sensors, areas, kinds, polygon,"
     " peak, alert_count, active_alerts, first_seen, last_seen, opened_at, updated_at,"
-    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, shelved_until, shelved_by"
+    " acknowledged_at, acknowledged_by, resolved_at, resolved_by, shelved_until, shelved_by,"
+    " merged_into"
 )
 MAINTENANCE_COLUMNS = (
     "id, sensors, areas, kinds, starts_at, ends_at, reason, created_by, created_at,"
@@ -63,6 +64,11 @@ class IncidentPublic(BaseModel):
         default=None, description="an operator shelved it until then (it returns if worse)"
     )
     shelved_by: str | None = Field(default=None, examples=[None])
+    merged_into: int | None = Field(
+        default=None,
+        description="closed because it was merged into this incident, which holds its alerts",
+        examples=[None],
+    )
 
 
 class IncidentDetail(IncidentPublic):
@@ -70,6 +76,9 @@ class IncidentDetail(IncidentPublic):
 
     alerts: list[AlertPublic]
     events: list[AlertEvent]
+    merged_from: list[int] = Field(
+        default_factory=list, description="the incidents merged into this one", examples=[[9]]
+    )
 
 
 class IncidentPage(BaseModel):

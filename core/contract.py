@@ -29,7 +29,7 @@ from core.topics import (
 from core.types import Alert, DeviceStatus, Incident, SensorKind, Severity
 
 JSON_SCHEMA = "http://json-schema.org/draft-07/schema#"  # what AsyncAPI 3.0 schemas extend
-CONTRACT_VERSION = "1.1.0"  # of the v1 topic tree; bump with any change of the payloads
+CONTRACT_VERSION = "1.2.0"  # of the v1 topic tree; bump with any change of the payloads
 MAX_ENTRIES = 10_000  # IOC_MAX_ENTRIES' default: entries in one message
 
 Schema = dict[str, Any]
@@ -257,7 +257,7 @@ def incident_schema() -> Schema:
             "event": {
                 "type": "string",
                 "description": "what happened (the same word as action)",
-                "examples": ["opened", "escalated", "acknowledged", "shelved", "resolved"],
+                "examples": ["opened", "escalated", "acknowledged", "resolved", "merged"],
             },
             "action": {"type": "string", "description": "the same word as event"},
             "time": {"type": "string", "format": "date-time"},

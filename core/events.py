@@ -36,6 +36,7 @@ class AlertAction(StrEnum):
     SHELVED = "shelved"  # an operator shelved it until a time
     UNSHELVED = "unshelved"  # an operator unshelved it
     NOTIFIED = "notified"  # an escalation or reminder step sent notifications
+    MERGED = "merged"  # an incident was merged into another (its ``merged_into``)
 
 
 class AlertEvent(BaseModel):

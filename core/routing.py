@@ -35,6 +35,7 @@ DEFAULT_EVENTS = frozenset(
         AlertAction.ESCALATED,
         AlertAction.ACKNOWLEDGED,
         AlertAction.RESOLVED,
+        AlertAction.MERGED,  # an incident someone was paged about is now part of another
     }
 )
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"

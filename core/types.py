@@ -166,6 +166,7 @@ class Incident(BaseModel):
     resolved_by: str | None = None
     shelved_until: datetime | None = None
     shelved_by: str | None = None
+    merged_into: int | None = None  # closed: merged into this incident
 
 
 def utcnow() -> datetime:

@@ -6,6 +6,10 @@ station's PM2.5, PM10 and AQI alerts), the same area (district, ward), or one wi
 ``radius_km``.  A device's faults form one incident per device.  An alert that matches
 nothing opens a new incident.  An incident is resolved once none of its alerts is
 active; its severity is the highest of its alerts.
+
+An alert that is also a neighbour of other active incidents of its hazard bridges them:
+they merge into the oldest (the first stored), which takes their alerts; the others are
+closed as merged into it (``Incident.absorbed``, written by the store).
 """
 
 from __future__ import annotations
@@ -124,6 +128,9 @@ class Incident:
     members: dict[int, Member] = field(default_factory=dict)
     joined: set[int] = field(default_factory=set)  # alert ids not yet stored as members
     dirty: bool = False
+    order: int = 0  # creation order among the unstored (the stored are older)
+    # stored incidents merged into this one, not yet closed in the table, with the time
+    absorbed: list[tuple[Incident, datetime]] = field(default_factory=list)
 
     @property
     def last_seen(self) -> datetime:
@@ -224,6 +231,7 @@ class Correlator:
         self.config = config
         self.incidents: list[Incident] = []
         self.by_alert: dict[int, Incident] = {}
+        self._made = 0
         for inc in incidents:
             self.incidents.append(inc)
             for aid in inc.members:
@@ -235,34 +243,67 @@ class Correlator:
         inc = self.by_alert.get(m.id)
         if inc is not None:
             inc.add(m)
-            return inc
+            return self._bridge(inc, m) if m.active else inc
         if not m.active:
             return None
         hazard = m.hazard
-        inc = self._match(m, hazard)
-        if inc is None:
-            inc = Incident(hazard=hazard, group_key=m.sensor if hazard == DEVICE_FAULT else "")
+        found = self._matches(m, hazard)
+        if not found:
+            self._made += 1
+            inc = Incident(
+                hazard=hazard,
+                group_key=m.sensor if hazard == DEVICE_FAULT else "",
+                order=self._made,
+            )
             self.incidents.append(inc)
+        else:
+            inc = max(found, key=lambda i: len(i.members))
         inc.add(m)
         self.by_alert[m.id] = inc
-        return inc
+        return self._bridge(inc, m) if len(found) > 1 else inc
 
-    def _match(self, m: Member, hazard: str) -> Incident | None:
-        best: Incident | None = None
+    def _matches(self, m: Member, hazard: str, besides: Incident | None = None) -> list[Incident]:
+        """The active incidents of ``hazard`` that ``m`` may join (a device: its own only)."""
+        out = []
         for inc in self.incidents:
-            if inc.hazard != hazard or not any(x.active for x in inc.members.values()):
+            if inc is besides or inc.hazard != hazard:
+                continue
+            if not any(x.active for x in inc.members.values()):
                 continue
             if hazard == DEVICE_FAULT:
                 if inc.group_key == m.sensor:
-                    return inc
+                    return [inc]
                 continue
             if (m.time - inc.last_seen).total_seconds() > self.config.window_s:
                 continue
-            if not inc.near(m, self.config.radius(hazard)):
-                continue
-            if best is None or len(inc.members) > len(best.members):
-                best = inc
-        return best
+            if inc.near(m, self.config.radius(hazard)):
+                out.append(inc)
+        return out
+
+    def _bridge(self, inc: Incident, m: Member) -> Incident:
+        """Merge every other incident ``m`` is a neighbour of with ``inc``; return the survivor."""
+        if inc.hazard == DEVICE_FAULT:
+            return inc
+        others = self._matches(m, inc.hazard, besides=inc)
+        if not others:
+            return inc
+        group = [inc, *others]
+        survivor = min(group, key=_age)
+        for other in group:
+            if other is not survivor:
+                self._absorb(survivor, other, m.time)
+        return survivor
+
+    def _absorb(self, survivor: Incident, other: Incident, at: datetime) -> None:
+        for aid, member in other.members.items():
+            survivor.members[aid] = member
+            survivor.joined.add(aid)
+            self.by_alert[aid] = survivor
+        survivor.absorbed.extend(other.absorbed)
+        if other.id is not None:
+            survivor.absorbed.append((other, at))
+        survivor.dirty = True
+        self.incidents.remove(other)
 
     def dirty(self) -> list[Incident]:
         return [inc for inc in self.incidents if inc.dirty]
@@ -273,12 +314,18 @@ class Correlator:
         for inc in self.incidents:
             inc.dirty = False
             inc.joined.clear()
+            inc.absorbed.clear()
             if any(m.active for m in inc.members.values()):
                 keep.append(inc)
             else:
                 for aid in inc.members:
                     self.by_alert.pop(aid, None)
         self.incidents = keep
+
+
+def _age(inc: Incident) -> tuple[bool, int]:
+    """Older first: the stored by id, then the new ones in the order they were made."""
+    return (inc.id is None, inc.id if inc.id is not None else inc.order)
 
 
 def escalated(old: str, new: str) -> bool:

@@ -7,7 +7,8 @@ wait, so several instances (or partitions) never group twice.  The leader reads
 order, groups the snapshots (:mod:`analytics.alerts.correlator`), and writes the
 incidents, their members and the new cursor in one transaction: a leader that dies
 mid-way leaves nothing half done, and the next one resumes at the cursor.  The
-``incidents`` triggers (migration 0006) put every incident change on ``alert_events``.
+``incidents`` triggers (migration 0006) put every incident change on ``alert_events``;
+a merge is closed by ``ioc_incident_merged()`` (migration 0013), one ``merged`` event.
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ class IncidentStore:
                 {**fields, "id": inc.id},
             )
         inc.stored_severity = s.severity
+        for other, at in inc.absorbed:  # before the new members: the event lists what moved
+            self.conn.execute("SELECT ioc_incident_merged(%s, %s, %s)", (other.id, inc.id, at))
         if inc.joined:
             with self.conn.cursor() as cur:
                 cur.executemany(

@@ -124,7 +124,21 @@ async def get_incident(conn: ConnDep, user: Reader, incident_id: IncidentId) -> 
             (incident_id, MAX_EVENTS),
         )
         events = await cur.fetchall()
-    return IncidentDetail(**incident.model_dump(), alerts=alerts, events=events)
+    return IncidentDetail(
+        **incident.model_dump(),
+        alerts=alerts,
+        events=events,
+        merged_from=await _merged_from(conn, incident_id),
+    )
+
+
+async def _merged_from(conn: AsyncConnection[Any], incident_id: int) -> list[int]:
+    """The incidents merged into this one."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT id FROM incidents WHERE merged_into = %s ORDER BY id", (incident_id,)
+        )
+        return [int(r[0]) for r in await cur.fetchall()]
 
 
 async def _transition(
@@ -165,6 +179,14 @@ async def _transition(
     if changed is not None:
         return changed
     current = await fetch_incident(conn, incident_id)
+    if current.merged_into is not None:
+        raise ConflictError(
+            f"incident {incident_id} was merged into incident {current.merged_into}; "
+            "act on that one",
+            key="api.conflict.incident.merged",
+            id=incident_id,
+            into=current.merged_into,
+        )
     raise ConflictError(
         f"incident {incident_id} is {current.status}; only {' or '.join(allowed)} incidents "
         f"can be {target}",
@@ -220,7 +242,10 @@ async def get_cap(
     incident = await fetch_incident(conn, incident_id)
     return Response(
         incident_to_cap(
-            incident, sender=settings.api_cap_sender, sender_name=settings.api_cap_sender_name
+            incident,
+            sender=settings.api_cap_sender,
+            sender_name=settings.api_cap_sender_name,
+            merged_from=await _merged_from(conn, incident_id),
         ),
         media_type=CAP_MEDIA_TYPE,
     )

@@ -12,7 +12,7 @@ import { LANG, LOCALE, has, loadMessages, switchLanguage, t, translatePage } fro
 import { AlertStream, LiveSocket } from "./js/live.js";
 import { DEFAULT_BOUNDS } from "./js/hanoi.js";
 import { DeadLetterPanel } from "./js/deadletters.js";
-import { INCIDENT_TEXTS, IncidentBoard, incidentTitle } from "./js/incidents.js";
+import { INCIDENT_TEXTS, IncidentBoard, incidentTitle, isShelved } from "./js/incidents.js";
 import { SensorMap } from "./js/map.js";
 
 const $ = (id) => document.getElementById(id);
@@ -276,7 +276,10 @@ async function refreshMaintenance() {
     const now = Date.now();
     const live = (page.items || []).filter((w) => Date.parse(w.starts_at) <= now);
     const sensors = new Set(live.flatMap((w) => w.sensors));
-    $("maintenance").textContent = live.length ? INCIDENT_TEXTS.maintenance(live.length, sensors.size) : "";
+    const node = $("maintenance");
+    node.textContent = live.length ? INCIDENT_TEXTS.maintenance(live.length, sensors.size) : "";
+    // what each window covers, when and why: the engineer's words, not only a count
+    for (const w of live) node.append(el("span", { class: "mw" }, INCIDENT_TEXTS.window(w)));
   } catch {
     /* shown again on the next refresh */
   }
@@ -287,7 +290,7 @@ async function refreshLoad() {
   try {
     const load = await state.api.get("/api/v1/operator-load", { hours: 1 });
     const node = $("load");
-    node.textContent = INCIDENT_TEXTS.load(load);
+    node.textContent = `${INCIDENT_TEXTS.load(load)} · ${INCIDENT_TEXTS.loadMore(load)}`;
     node.dataset.flood = String(load.alerts.peak_10min > 10);
   } catch {
     /* shown again on the next refresh */
@@ -823,6 +826,12 @@ function wire() {
     onAck: (inc) => actOnIncident(inc, "acknowledge"),
     onResolve: (inc) => actOnIncident(inc, "resolve"),
     onShelve: (inc, minutes) => shelveIncident(inc, minutes),
+    alerts: () => state.store.active(),
+  });
+  let shelvedAlerts = "";
+  state.store.subscribe(() => { // the shelf lists shelved alerts too: redraw when they change
+    const key = state.store.active().filter((a) => isShelved(a)).map((a) => `${a.id}:${a.shelved_until}`).join();
+    if (key !== shelvedAlerts) { shelvedAlerts = key; state.incidents.render(); }
   });
 
   state.deadLetters = new DeadLetterPanel({

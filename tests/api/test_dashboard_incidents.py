@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,7 +37,10 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     page.goto(f"{api.url}/#token={OPERATOR}")
     page.wait_for_selector("#maintenance:has-text('In maintenance')", timeout=WAIT_MS)
     assert "1 windows, 1 sensors" in page.inner_text("#maintenance")
+    window = page.inner_text("#maintenance .mw")
+    assert window.startswith("cam-0002: ") and window.endswith("(lens cleaning, by eng)")
     page.wait_for_selector("#load:has-text('Last hour: 0 incidents')", timeout=WAIT_MS)
+    assert "chattering: 0, standing over 24 h: 0" in page.inner_text("#load")
     page.wait_for_selector("#conn[data-state='live']")
     page.wait_for_selector("#incidents li.empty")
     assert "No open incidents" in page.inner_text("#incidents")
@@ -80,9 +84,21 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     assert "Shelved: 1" in page.inner_text("#incidents")
     page.wait_for_selector(f"li.alert[data-alert-id='{a}']", state="detached", timeout=WAIT_MS)
     page.locator("#incidents .shelf summary").click()
+    assert page.inner_text("#incidents .i-shelved-by") == "by duty-operator"
     page.get_by_role("button", name="Unshelve", exact=True).click()
     card.wait_for(timeout=WAIT_MS)
     assert db.execute("SELECT shelved_until FROM incidents").fetchone() == (None,)
+    # an alert shelved on its own is on the shelf too, with its time and who shelved it
+    ops = {"Authorization": f"Bearer {OPERATOR}"}
+    r = httpx.post(f"{api.url}/api/v1/alerts/{b}/shelve", json={"minutes": 30}, headers=ops)
+    assert r.status_code == 200, r.text
+    page.wait_for_selector(
+        f"#incidents li.i-shelved-alert[data-alert-id='{b}']", state="attached", timeout=WAIT_MS
+    )
+    assert "Shelved: 1" in page.inner_text("#incidents")
+    assert "by duty-operator" in page.locator("li.i-shelved-alert").text_content()
+    httpx.post(f"{api.url}/api/v1/alerts/{b}/unshelve", headers=ops).raise_for_status()
+    page.wait_for_selector("li.i-shelved-alert", state="detached", timeout=WAIT_MS)
 
     # the same card in Vietnamese: the correlator's Vietnamese title and the catalogue's words
     vi = open_page_fixture(locale="vi-VN").page
@@ -95,6 +111,8 @@ def test_incident_card_expands_to_its_alerts_and_rings_its_sensors(
     assert "Đã tiếp nhận" in vi_text and "bởi duty-operator" in vi_text
     assert vi_card.get_by_role("button", name="Tạm ẩn 1 giờ", exact=True).count() == 1
     vi.wait_for_selector("#load:has-text('Giờ qua: 1 sự cố')", timeout=WAIT_MS)
+    assert "lặp liên tục: 0, tồn đọng quá 24 giờ: 0" in vi.inner_text("#load")
+    assert "(lens cleaning, bởi eng)" in vi.inner_text("#maintenance .mw")
 
     # resolving every alert resolves the incident: its card leaves the board
     db.execute(

@@ -131,37 +131,19 @@ def test_twelve_stations_going_critical_are_one_incident_across_partitions(
         )
         assert r.status_code == 201, r.text
 
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
-        try:
-            stations = [*STATIONS, IN_MAINTENANCE]
-            for i, sid in enumerate(stations):  # within 3 km of each other, one district
-                lat = CENTRE[0] + 0.004 * (i % 4 - 1.5)
-                lon = CENTRE[1] + 0.004 * (i // 4 - 1.5)
-                meta = {
-                    "name": sid,
-                    "lat": lat,
-                    "lon": lon,
-                    "area": "Hoàn Kiếm",
-                    "metrics": ["pm25"],
-                    "interval_s": 300,
-                }
-                pub.publish(
-                    meta_topic("air_quality", sid), orjson.dumps(meta), qos=1, retain=True
-                ).wait_for_publish(10)
-            time.sleep(1.0)
-            # each station's last 35 minutes, all above the critical level, sent within a minute
-            for sid in stations:
-                entries = [
-                    (now - timedelta(minutes=35 - 5 * k), {"pm25": 300.0 + k}) for k in range(8)
-                ]
-                pub.publish(
-                    data_topic("air_quality", sid), encode_native(entries), qos=1
-                ).wait_for_publish(10)
-        finally:
-            pub.loop_stop()
-            pub.disconnect()
+        stations = [*STATIONS, IN_MAINTENANCE]
+        _send(  # within 3 km of each other, one district
+            broker,
+            {
+                sid: (
+                    CENTRE[0] + 0.004 * (i % 4 - 1.5),
+                    CENTRE[1] + 0.004 * (i // 4 - 1.5),
+                    "Hoàn Kiếm",
+                )
+                for i, sid in enumerate(stations)
+            },
+            now,
+        )
 
         ops = {"Authorization": f"Bearer {stack.token}"}
         deadline = time.monotonic() + 90
@@ -211,6 +193,98 @@ def test_twelve_stations_going_critical_are_one_incident_across_partitions(
         assert {p["alert"]["sensor"] for p in station_pages} == set(STATIONS)
         assert all(h.signature_ok() for h in receiver.received)
         assert IN_MAINTENANCE not in str([h.doc for h in receiver.received])
+
+
+def _owned_by(index: int, prefix: str) -> str:
+    """The first ``<prefix>-<n>`` that analytics partition ``index`` of 2 owns."""
+    part = Partition.parse(f"{index}/2")
+    return next(f"{prefix}-{n}" for n in range(100) if part.owns(f"{prefix}-{n}"))
+
+
+def _open(api: httpx.Client, ops: dict[str, str]) -> list[dict[str, Any]]:
+    r = api.get("/api/v1/incidents", params={"status": "open"}, headers=ops)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+@pytest.mark.timeout(240)
+def test_a_station_between_two_episodes_on_two_partitions_merges_them(
+    partitioned: tuple[Stack, MosquittoServer],
+) -> None:
+    """Two episodes 28 km apart (air pollution reaches 15 km), each seen by its own
+    partition, are two incidents until a station 14 km from both goes critical: then one
+    incident, the older, covers all three; the other points to it, in REST and CAP."""
+    stack, broker = partitioned
+    km = 1 / 111.32
+    south, north = _owned_by(0, "aq-south"), _owned_by(1, "aq-north")
+    bridge = "aq-middle-0"
+    now = datetime.now(UTC)
+    ops = {"Authorization": f"Bearer {stack.token}"}
+    with httpx.Client(base_url=f"http://{stack.api}", timeout=30) as api:
+        _send(broker, {south: (20.90, 105.85, "Thường Tín")}, now)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not _open(api, ops):
+            stack.check_alive()
+            time.sleep(1)
+        _send(broker, {north: (20.90 + 28 * km, 105.85, "Đông Anh")}, now)
+        while time.monotonic() < deadline and len(_open(api, ops)) < 2:
+            stack.check_alive()
+            time.sleep(1)
+        older, newer = sorted(_open(api, ops), key=lambda i: i["id"])
+        assert (older["sensors"], newer["sensors"]) == ([south], [north]), stack.logs()
+
+        _send(broker, {bridge: (20.90 + 14 * km, 105.85, "Thanh Trì")}, now)
+        deadline = time.monotonic() + 90
+        items = _open(api, ops)
+        while time.monotonic() < deadline and not (
+            len(items) == 1 and len(items[0]["sensors"]) == 3
+        ):
+            stack.check_alive()
+            time.sleep(1)
+            items = _open(api, ops)
+        assert [(i["id"], sorted(i["sensors"])) for i in items] == [
+            (older["id"], sorted([bridge, north, south]))
+        ], stack.logs()
+        gone = api.get(f"/api/v1/incidents/{newer['id']}", headers=ops).json()
+        assert (gone["status"], gone["merged_into"]) == ("resolved", older["id"])
+        assert [e["action"] for e in gone["events"]][-1] == "merged"
+        survivor = api.get(f"/api/v1/incidents/{older['id']}", headers=ops).json()
+        assert survivor["merged_from"] == [newer["id"]] and len(survivor["alerts"]) == 3
+        cap = api.get(f"/api/v1/incidents/{older['id']}/cap", headers=ops).text
+        assert f"incident.{newer['id']}</incidents>" in cap and "3 sensors in" in cap
+
+
+def _send(
+    broker: MosquittoServer, stations: dict[str, tuple[float, float, str]], now: datetime
+) -> None:
+    """Register each station (retained meta) and send its last 35 minutes of critical PM2.5."""
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        for sid, (lat, lon, area) in stations.items():
+            meta = {
+                "name": sid,
+                "lat": lat,
+                "lon": lon,
+                "area": area,
+                "metrics": ["pm25"],
+                "interval_s": 300,
+            }
+            pub.publish(
+                meta_topic("air_quality", sid), orjson.dumps(meta), qos=1, retain=True
+            ).wait_for_publish(10)
+        time.sleep(1.0)
+        # each station's last 35 minutes, all above the critical level, sent within a minute
+        for sid in stations:
+            entries = [(now - timedelta(minutes=35 - 5 * k), {"pm25": 300.0 + k}) for k in range(8)]
+            pub.publish(
+                data_topic("air_quality", sid), encode_native(entries), qos=1
+            ).wait_for_publish(10)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
 
 
 def _pages(rcv: Receiver, path: str, keep: Callable[[dict[str, Any]], bool]) -> list[Any]:

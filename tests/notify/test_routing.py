@@ -196,3 +196,17 @@ def test_incident_texts_in_both_languages_neutralise_hostile_titles() -> None:
     assert "Sensors: 2 (air quality) · active alerts: 25/27" in en_text
     assert "escalation step 2 of policy episode-duty" in en_text
     assert "\u202e" not in vi_text + vi_title and "\nX-Evil" not in en_text
+
+
+def test_a_merged_incident_tells_where_it_went_in_both_languages() -> None:
+    from core.routing import Route
+
+    ev = incident_event("merged", status="resolved", merged_into=12, active_alerts=0)
+    vi_title, vi_text = render(ev, lang="vi")
+    en_title, en_text = render(ev, lang="en")
+    assert en_title.startswith("Critical · incident merged: Air pollution episode")
+    assert vi_title.startswith("Nghiêm trọng · sự cố đã được gộp: Đợt ô nhiễm")
+    assert "Merged into incident #12, which holds its alerts now" in en_text
+    assert "Đã gộp vào sự cố #12" in vi_text
+    assert "Merged into" not in render(incident_event(), lang="en")[1]
+    assert AlertAction.MERGED in Route(name="duty", webhook="https://x.example/h").events

@@ -27,7 +27,14 @@ export const INCIDENT_TEXTS = {
   load: (l) => tr("incident.load", {
     incidents: fmtNum(l.incidents.new), alerts: fmtNum(l.alerts.new), peak: fmtNum(l.alerts.peak_10min),
   }),
+  loadMore: (l) => tr("incident.load.more", {
+    chattering: fmtNum(l.alerts.chattering), standing: fmtNum(l.alerts.standing),
+  }),
   maintenance: (n, s) => tr("incident.maintenance", { n: fmtNum(n), sensors: fmtNum(s) }),
+  window: (w) => tr("incident.maintenance.window", {
+    what: [...w.sensors, ...w.areas, ...w.kinds].join(", "), start: fmtTime(w.starts_at),
+    end: fmtTime(w.ends_at), reason: w.reason, who: w.created_by,
+  }),
   loading: () => tr("incident.loading"),
   by: (who) => tr("incident.by", { who }),
 };
@@ -104,25 +111,40 @@ export class IncidentBoard {
   render() {
     const list = this.sorted();
     const shelved = this.shelved();
+    const alerts = this.shelvedAlerts(shelved);
     this.root.dataset.count = String(list.length);
-    this.root.dataset.shelved = String(shelved.length);
+    this.root.dataset.shelved = String(shelved.length + alerts.length);
     const nodes = list.map((inc) => this._card(inc));
     if (!list.length) nodes.push(el("li", { class: "empty" }, INCIDENT_TEXTS.none()));
-    if (shelved.length) nodes.push(this._shelf(shelved));
+    if (shelved.length || alerts.length) nodes.push(this._shelf(shelved, alerts));
     this.root.replaceChildren(...nodes);
   }
 
-  /** What is shelved, and until when: shown, not hidden away. */
-  _shelf(shelved) {
+  /** Alerts shelved on their own (not with a shelved incident's sensors), from the feed's store. */
+  shelvedAlerts(incidents) {
+    const covered = new Set(incidents.flatMap((i) => i.sensors));
+    const now = Date.now();
+    return (this.opts.alerts?.() || []).filter((a) => isShelved(a, now) && !covered.has(a.sensor));
+  }
+
+  /** What is shelved, until when and by whom: shown, not hidden away. */
+  _shelf(shelved, alerts) {
     const t = INCIDENT_TEXTS;
     const items = shelved.map((inc) => el("li", { class: "i-shelved", "data-incident-id": String(inc.id) },
       el("span", {}, inc.title), " ",
       el("span", { class: "muted" }, t.until(fmtTime(inc.shelved_until))), " ",
+      inc.shelved_by ? el("span", { class: "muted i-shelved-by" }, t.by(inc.shelved_by)) : null, " ",
       this.canAct ? el("button", {
         type: "button", class: "btn btn-small btn-unshelve", onclick: () => this.opts.onShelve(inc, 0),
       }, t.unshelve()) : null));
+    for (const a of alerts) {
+      items.push(el("li", { class: "i-shelved-alert", "data-alert-id": String(a.id) },
+        el("b", {}, t.severity(a.severity)), " ", el("span", {}, a.message), " ",
+        el("span", { class: "muted" }, t.until(fmtTime(a.shelved_until))), " ",
+        a.shelved_by ? el("span", { class: "muted" }, t.by(a.shelved_by)) : null));
+    }
     const details = el("details", { open: this.shelfOpen },
-      el("summary", {}, t.shelved(shelved.length)), el("ol", {}, ...items));
+      el("summary", {}, t.shelved(shelved.length + alerts.length)), el("ol", {}, ...items));
     details.addEventListener("toggle", () => { this.shelfOpen = details.open; });
     return el("li", { class: "shelf" }, details); // stays open across renders
   }
