@@ -184,6 +184,30 @@ class AnalyticsSettings(Settings):
         gt=0,
         description="an alert joins an incident active this recently (seconds), else opens one",
     )
+    analytics_forecast_horizon_s: float = Field(
+        default=5400.0,
+        gt=0,
+        le=6 * 3600,
+        description="forecast stage: warn when the next stage is expected within this (seconds)",
+    )
+    analytics_forecast_min_t: float = Field(
+        default=4.0, gt=0, description="forecast stage: a trend's slope in standard errors"
+    )
+    analytics_forecast_confirm: int = Field(
+        default=3, ge=1, description="forecast stage: readings in a row that agree before a warning"
+    )
+    analytics_forecast_clear: int = Field(
+        default=5, ge=1, description="forecast stage: readings in a row without a crossing to clear"
+    )
+    analytics_forecast_rain_capacity_mm: float = Field(
+        default=16.0, ge=0, description="forecast stage: rain a street's drains hold (mm)"
+    )
+    analytics_forecast_rain_gain: float = Field(
+        default=1.3, ge=0, description="forecast stage: cm of water per mm of rain beyond them"
+    )
+    analytics_forecast_rain_tau_s: float = Field(
+        default=2700.0, gt=0, description="forecast stage: the drains' time constant (seconds)"
+    )
     analytics_metrics_port: int = Field(
         default=9102, ge=0, le=65_535, description="Prometheus metrics port (0: off)"
     )

@@ -74,6 +74,8 @@ def render(alert: Mapping[str, Any], lang: Lang, sensor_name: str | None = None)
     try:
         if rule == "series.anomaly":
             return r.series()
+        if family == "forecast":
+            return r.forecast()
         if detector == "rules" or {"level", "threshold", "direction"} <= r.ev.keys():
             return r.threshold()
         if rule == "aqi_vn.category":
@@ -156,6 +158,21 @@ class _Renderer:
         if _RANK.get(kept, 0) > _RANK.get(level, 0):  # the alert keeps its highest severity
             out += " " + self.say("alert.kept_severity", now=severity_name(level, self.lang))
         return out
+
+    def forecast(self) -> str:
+        rule = str(self.ev.get("rule") or "")
+        if has("en", f"rule.{rule}"):
+            self.fields["what"] = text(self.lang, f"rule.{rule}")
+        rain = float(self.ev.get("rain_mm_h") or 0.0)
+        rate = float(self.ev.get("slope_per_h") or 0.0)
+        return self.say(
+            "alert.forecast.rain" if rain >= 1.0 and rate <= 0.0 else "alert.forecast.rising",
+            level=text(self.lang, f"level.{self.ev['level']}"),
+            threshold=self.num(float(self.ev["level_value"])),
+            minutes=self.num(int(self.ev["minutes"]), 0),
+            rate=self.num(rate),
+            rain=self.num(rain, 0),
+        )
 
     def series(self) -> str:
         direction = self.ev.get("direction", "within")

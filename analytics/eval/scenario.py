@@ -40,6 +40,13 @@ from psycopg.conninfo import make_conninfo
 
 from analytics.alerts.incidents import IncidentStore
 from analytics.config import AnalyticsSettings
+from analytics.engine.base import Stage
+from analytics.eval.forecast_score import (
+    CrossingRecorder,
+    format_forecasts,
+    read_warnings,
+    score_forecasts,
+)
 from analytics.eval.scoring import (
     AlertEvent,
     Report,
@@ -50,6 +57,7 @@ from analytics.eval.scoring import (
     score,
 )
 from analytics.service.runner import AnalyticsService
+from analytics.stages.forecast_stage import ForecastStage
 from core.logs import setup_logging
 from core.operator_load import operator_load
 from core.progress import TaskProgress
@@ -119,11 +127,15 @@ def run_pipeline(
     tick_s: float = 30.0,
     batch: int = 200,
     progress: Callable[[int], None] | None = None,
+    observe: Stage | None = None,
 ) -> tuple[AnalyticsService, set[str], float]:
     """Feed the recorded messages through the service; return it, the sensors with data, seconds.
 
-    ``progress`` hears the bytes of ``messages`` read so far, every 10,000 messages."""
+    ``progress`` hears the bytes of ``messages`` read so far, every 10,000 messages;
+    ``observe`` runs after the pipeline's stages (it sees every reading)."""
     svc = AnalyticsService(settings)
+    if observe is not None:
+        svc.pipeline.stages.append(observe)
     svc.prepare()
     sensors: set[str] = set()
     started = time.perf_counter()
@@ -242,9 +254,10 @@ def evaluate(
                 max_age_days=36_500,
                 **(settings_overrides or {}),
             )
+            recorder = CrossingRecorder()
             with TaskProgress("analytics on the recorded messages", messages.stat().st_size) as bar:
                 svc, sensors, seconds = run_pipeline(
-                    settings, messages, until=until, progress=bar.update
+                    settings, messages, until=until, progress=bar.update, observe=recorder
                 )
             positions = {
                 sid: (m.lat, m.lon)
@@ -257,6 +270,7 @@ def evaluate(
                 spans = alert_spans(svc.db.conn)
                 IncidentStore(svc.db.conn, settings.incident_config, start_seq=0).run_until_idle()
                 load = operator_load(svc.db.conn, start + learn_s, until)
+                warnings = read_warnings(svc.db.conn, start + learn_s, until)
             finally:
                 svc.close()
             readings = svc.counts["readings"]
@@ -278,6 +292,19 @@ def evaluate(
         spans=spans,
     )
     report.load = load
+    stage = next((st for st in svc.pipeline.stages if isinstance(st, ForecastStage)), None)
+    if stage is not None:
+        fs = score_forecasts(
+            warnings,
+            [t for t in truth if evaluated_from <= t.start < until],
+            recorder,
+            lambda sensor, metric: stage.first_level(sensor, metric, svc.ctx),
+            pre_s=pre_s,
+            post_s=post_s,
+        )
+        fs.false_warnings = sum(e.rule.startswith("forecast.") for e in report.false_events)
+        fs.sensor_days = report.sensor_days
+        report.forecast, report.forecast_text = fs.to_dict(), format_forecasts(fs)
     return report
 
 

@@ -87,6 +87,8 @@ class Report:
     missed: list[Truth] = field(default_factory=list)
     false_events: list[AlertEvent] = field(default_factory=list)
     load: list[Load] = field(default_factory=list)  # alerts and incidents, ISA-18.2
+    forecast: dict[str, Any] | None = None  # predictive warnings (analytics.eval.forecast_score)
+    forecast_text: str = ""
 
     @property
     def sensor_days(self) -> float:
@@ -113,6 +115,7 @@ class Report:
             "pipeline_readings_per_s": self.readings / self.pipeline_s if self.pipeline_s else None,
             "false_by_rule": dict(self.false_by_rule.most_common()),
             "operator_load": {x.what: x.to_dict() for x in self.load},
+            "forecast": self.forecast,
             "missed": [
                 {
                     "id": t.id,
@@ -292,6 +295,8 @@ def format_report(r: Report) -> str:
             f"pipeline: {r.readings:,} readings in {r.pipeline_s:.1f} s "
             f"({r.readings / r.pipeline_s:,.0f} readings/s), {r.alerts} alerts opened or reopened"
         )
+    if r.forecast_text:
+        lines.append(r.forecast_text)
     if r.load:
         lines.append(format_load(r.load))
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from analytics.engine.base import Context, Stage
 from analytics.engine.pipeline import Pipeline
 from analytics.stages.device import DeviceStage
 from analytics.stages.domain import build_domain_stages
+from analytics.stages.forecast_stage import ForecastStage
 from analytics.stages.health import HealthStage
 from analytics.stages.rules import load_rules
 from analytics.stages.rules_stage import RulesStage
@@ -44,6 +45,21 @@ def _device(settings: AnalyticsSettings) -> list[Stage]:
             critical=settings.analytics_series_critical,
             debounce=settings.analytics_series_debounce,
             clear=settings.analytics_series_clear,
+        )
+    ]
+
+
+def _forecast(settings: AnalyticsSettings) -> list[Stage]:
+    return [
+        ForecastStage(
+            load_rules(settings.analytics_rules_file),
+            horizon_s=settings.analytics_forecast_horizon_s,
+            min_t=settings.analytics_forecast_min_t,
+            confirm=settings.analytics_forecast_confirm,
+            clear=settings.analytics_forecast_clear,
+            rain_tau_s=settings.analytics_forecast_rain_tau_s,
+            rain_capacity_mm=settings.analytics_forecast_rain_capacity_mm,
+            rain_gain_cm_per_mm=settings.analytics_forecast_rain_gain,
         )
     ]
 
@@ -82,6 +98,7 @@ STAGES: dict[str, Callable[[AnalyticsSettings], list[Stage]]] = {
     "rules": _rules,
     "series": _series,
     "device": _device,
+    "forecast": _forecast,
     "health": _health,
     "domain": _domain,
     **{name: _one_domain(stage) for name, stage in DOMAIN_NAMES.items()},
@@ -95,7 +112,7 @@ def build_stages(settings: AnalyticsSettings) -> list[Stage]:
         build = STAGES.get(name)
         if build is None:
             raise ValueError(
-                f"unknown stage {name!r}: use rules, series, device, health, domain "
+                f"unknown stage {name!r}: use rules, series, device, forecast, health, domain "
                 "(or aqi, fire, camera)"
             )
         stages.extend(build(settings))

@@ -332,6 +332,18 @@ class RulesStage(Stage):
             }
 
 
+def resolve_levels(
+    rules: Iterable[Rule], rule_id: str, sensor: str, ctx: Context
+) -> tuple[Rule, tuple[float, float, float]] | None:
+    """The rule ``rule_id`` as it applies to ``sensor`` and its info/warning/critical levels (NaN: none).
+
+    The same resolution as the stage's: the most specific rule, else the sensor's own stages.
+    """
+    group = sorted((r for r in rules if r.id == rule_id), key=lambda r: -r.specificity)
+    resolved = RulesStage._resolve(group, sensor, ctx) if group else None
+    return None if resolved is None else (resolved.rule, resolved.thresholds)
+
+
 def _first_level(r: _Resolved) -> float | None:
     return next((v for v in r.thresholds if not math.isnan(v)), None)
 
