@@ -59,6 +59,8 @@ WATCHED: dict[str, Watched] = {
 }
 _METRICS = list(WATCHED)
 _CODE = {m: i for i, m in enumerate(_METRICS)}
+_RAIN_CODE = len(_METRICS)
+_CODE_OR_RAIN = {**_CODE, "rainfall": _RAIN_CODE}
 _DAMPING = np.array([WATCHED[m].damping_s for m in _METRICS])
 _PROFILE = np.array([WATCHED[m].profile for m in _METRICS])
 _RAIN = np.array([WATCHED[m].rain for m in _METRICS])
@@ -142,9 +144,10 @@ class ForecastStage(Stage):
             self._registry = id(ctx.sensors)
             self._generation += 1
         metrics = batch.metric
-        rain = np.array([m == "rainfall" for m in metrics], dtype=bool)
-        code = np.array([_CODE.get(m, -1) for m in metrics], dtype=np.int64)
-        pos = np.flatnonzero((code >= 0) | rain)
+        get = _CODE_OR_RAIN.get  # one lookup per reading: a watched metric's code, rain, or -1
+        code = np.array([get(m, -1) for m in metrics], dtype=np.int64)
+        rain = code == _RAIN_CODE
+        pos = np.flatnonzero(code >= 0)
         if pos.size == 0:
             return out
         slots = self.series.lookup(batch.sensor, batch.metric)[pos]

@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 
 from api.cap import CAP_NS, alert_to_cap
-from api.models import AlertPublic
+from api.models import ALERT_EXAMPLE, AlertPublic
 from tests.api.conftest import insert_alert
 
 XSD = xmlschema.XMLSchema(Path(__file__).parent / "data" / "CAP-v1.2.xsd")
@@ -24,30 +24,10 @@ T0 = datetime(2026, 11, 22, 0, 30, tzinfo=UTC)
 
 def alert(**over: Any) -> AlertPublic:
     doc: dict[str, Any] = {
-        "id": 42,
-        "sensor": "wl-td-03",
-        "metric": "water_level",
-        "rule": "water_level.critical",
-        "detector": "threshold",
-        "kind": "water_level",
-        "alert_class": "threshold",
-        "severity": "critical",
-        "status": "open",
-        "message": "Water level 52 cm at Trần Duy Hưng underpass",
-        "value": 52.0,
-        "expected_low": None,
-        "expected_high": 30.0,
-        "score": None,
+        **ALERT_EXAMPLE,
         "evidence": {"radius_km": 0.3},
-        "lat": 21.0106,
-        "lon": 105.8003,
-        "area": "Cầu Giấy",
         "opened_at": T0,
         "updated_at": T0 + timedelta(seconds=1),
-        "acknowledged_at": None,
-        "acknowledged_by": None,
-        "resolved_at": None,
-        "resolved_by": None,
         "occurrences": 1,
     }
     doc.update(over)
